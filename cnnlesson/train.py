@@ -1,0 +1,205 @@
+"""The lesson's training loop, with what a real trainer needs.
+
+`train` is section 5's loop (Adam, cross-entropy, `zero_grad`, `backward`,
+`step`) plus: a device chosen for you, seeded epochs, a tqdm bar, a
+per-epoch history, and atomic checkpoints that a run can resume from.
+"""
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from cnnlesson.files import atomic_path
+
+DEVICE_ENV = "CNNLESSON_DEVICE"
+_CHECKPOINT_KEYS = {"model_state", "optimizer_state", "history", "meta"}
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """Pick the device: the argument, else `$CNNLESSON_DEVICE`, else CUDA, MPS, CPU.
+
+    "auto" (or nothing) takes the first available of CUDA, MPS and CPU.
+
+    Raises:
+        TypeError: `device` is neither a str nor a torch.device.
+        ValueError: `device` names an unknown or unavailable device.
+    """
+    if device is None:
+        device = os.environ.get(DEVICE_ENV) or "auto"
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device: expected a str such as 'cpu' or 'cuda', got {type(device).__name__}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
+    if not available.get(chosen.type, False):
+        have = ", ".join(name for name, ok in available.items() if ok)
+        raise ValueError(f"device: {device!r} is not available on this machine; expected one of auto, {have}")
+    return chosen
+
+
+def _model_device(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def train_epoch(net: nn.Module, loader: Iterable, loss_fn, optimizer, device: torch.device, progress: str | None = None) -> dict:
+    """Run one epoch of the lesson's loop; return its loss, accuracy and speed."""
+    net.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    batches = tqdm(loader, desc=progress, leave=False, disable=progress is None, unit="batch")
+    for images, labels in batches:
+        images, labels = images.to(device), labels.to(device)
+        outputs = net(images)
+        loss = loss_fn(outputs, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        # .item() syncs with the GPU once a batch; the loss is needed for the bar anyway.
+        total_loss += loss.item() * len(labels)
+        correct += (outputs.argmax(1) == labels).sum().item()
+        seen += len(labels)
+        batches.set_postfix(loss=f"{loss.item():.4f}")
+    seconds = time.perf_counter() - start
+    if seen == 0:
+        raise ValueError("train_loader: expected at least one batch, got none")
+    return {
+        "train_loss": total_loss / seen,
+        "train_accuracy": correct / seen,
+        "seconds": seconds,
+        "images_per_second": seen / seconds,
+    }
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, loader: Iterable, device: str | torch.device | None = None) -> float:
+    """Return the accuracy (0..1) of `net` on `loader`, on `net`'s device unless given."""
+    device = get_device(device) if device is not None else _model_device(net)
+    net.to(device).eval()
+    correct, seen = 0, 0
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        correct += (net(images).argmax(1) == labels).sum().item()
+        seen += len(labels)
+    if seen == 0:
+        raise ValueError("loader: expected at least one batch, got none")
+    return correct / seen
+
+
+def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer=None, history: list | None = None, meta: dict | None = None) -> Path:
+    """Save weights, optimizer state, history and metadata atomically to `path`."""
+    state = {
+        "model_state": net.state_dict(),
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "history": list(history or []),
+        "meta": dict(meta or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optimizer=None, map_location="cpu") -> dict:
+    """Load a checkpoint with `weights_only=True`; fill `net` and `optimizer` when given.
+
+    Raises:
+        FileNotFoundError: there is no file at `path`.
+        ValueError: the file is not a cnnlesson checkpoint, or its weights
+            do not fit `net`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no file at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        raise ValueError(f"checkpoint: {path} is not a readable torch checkpoint ({err})") from None
+    if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= state.keys():
+        raise ValueError(f"checkpoint: {path} was not written by cnnlesson.train.save_checkpoint")
+    if net is not None:
+        try:
+            net.load_state_dict(state["model_state"])
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise ValueError(f"checkpoint: weights in {path} do not fit {type(net).__name__} ({first})") from None
+    if optimizer is not None and state["optimizer_state"] is not None:
+        optimizer.load_state_dict(state["optimizer_state"])
+    return state
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{name}: expected a positive number, got {value!r}")
+
+
+def train(
+    net: nn.Module,
+    train_loader: Iterable,
+    test_loader: Iterable | None = None,
+    num_epochs: int = 5,
+    lr: float = 0.001,
+    device: str | torch.device | None = None,
+    seed: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    meta: dict | None = None,
+) -> list[dict]:
+    """Train `net` with Adam and cross-entropy; return one dict per epoch.
+
+    Each dict holds `epoch`, `train_loss`, `train_accuracy`, `test_accuracy`
+    (None without a `test_loader`), `seconds` and `images_per_second`.
+
+    With `seed`, epoch `e` starts from `torch.manual_seed(seed + e)`, so the
+    shuffling and dropout of every epoch are fixed: a seeded CPU run is
+    reproducible, and a run resumed from its checkpoint ends with the same
+    weights as one that never stopped. With `checkpoint`, the state is saved
+    atomically after every epoch; `resume=True` continues from it (or starts
+    afresh when the file does not exist yet).
+    """
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+        raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
+    _check_positive(lr=lr)
+    if resume and checkpoint is None:
+        raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
+    device = get_device(device)
+    net.to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    history: list[dict] = []
+    if resume and Path(checkpoint).exists():
+        history = load_checkpoint(checkpoint, net, optimizer, map_location=device)["history"]
+    for epoch in range(len(history), num_epochs):
+        if seed is not None:
+            torch.manual_seed(seed + epoch)
+        label = f"epoch {epoch + 1}/{num_epochs}" if progress else None
+        record = {"epoch": epoch + 1, **train_epoch(net, train_loader, loss_fn, optimizer, device, label)}
+        record["test_accuracy"] = evaluate(net, test_loader, device) if test_loader is not None else None
+        history.append(record)
+        if progress:
+            shown = "-" if record["test_accuracy"] is None else f"{record['test_accuracy']:.4f}"
+            tqdm.write(
+                f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
+                f"train acc {record['train_accuracy']:.4f}, test acc {shown}, "
+                f"{record['images_per_second']:.0f} images/s"
+            )
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, net, optimizer, history, meta)
+    return history

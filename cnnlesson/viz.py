@@ -1,0 +1,170 @@
+"""Figures: the lesson's feature maps, plus filters, training curves and predictions.
+
+Every function returns the matplotlib Figure and saves it (atomically) when
+given a `path`. On a machine with no display, matplotlib draws with Agg.
+"""
+
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("MPLBACKEND")):
+    # Headless (a server, CI, a container): draw to files, never try a window.
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from cnnlesson.files import atomic_path  # noqa: E402
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Save `fig` to `path` atomically; the format follows the file's suffix."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+
+
+def _finish(fig: Figure, path) -> Figure:
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def _as_batch(image, name: str = "image") -> torch.Tensor:
+    """Accept (H, W), (C, H, W) or (1, C, H, W) and return a batch of one."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(image).__name__}")
+    if image.dim() == 2:
+        image = image[None, None]
+    elif image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4 or image.shape[0] != 1:
+        raise ValueError(f"{name}: expected shape (H, W), (C, H, W) or (1, C, H, W), got {tuple(image.shape)}")
+    return image
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    """The model's first Conv layer: `model.conv1` as the lesson names it, else the first Conv2d."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    conv = getattr(model, "conv1", None)
+    if not isinstance(conv, nn.Conv2d):
+        conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise ValueError(f"model: expected a model with a Conv2d layer, {type(model).__name__} has none")
+    return conv
+
+
+def visualize_feature_maps(model: nn.Module, image: torch.Tensor, path: str | os.PathLike | None = None) -> Figure:
+    """Visualize feature maps from the first Conv layer, in a 4x8 grid (the lesson's function)."""
+    conv = first_conv(model)
+    image = _as_batch(image)
+    model.eval()
+    with torch.no_grad():
+        # First Conv output
+        x = conv(image.to(conv.weight.device))
+        x = F.relu(x)
+    # Display in grid
+    fig, axes = plt.subplots(4, 8, figsize=(12, 6))
+    for i, ax in enumerate(axes.flat):
+        if i < x.shape[1]:
+            ax.imshow(x[0, i].cpu().numpy(), cmap="viridis")
+        ax.axis("off")
+    return _finish(fig, path)
+
+
+def plot_filters(conv: nn.Conv2d | torch.Tensor, path: str | os.PathLike | None = None, ncols: int = 8) -> Figure:
+    """Draw each filter of a conv layer (its first input channel) as a small image."""
+    weight = conv.weight if isinstance(conv, nn.Conv2d) else conv
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise TypeError(f"conv: expected an nn.Conv2d or a 4-D weight (out, in, kh, kw), got {got}")
+    weight = weight.detach().cpu()
+    nrows = math.ceil(weight.shape[0] / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.2 * nrows), squeeze=False)
+    # One colour scale for all filters, centred on 0: signs compare across filters.
+    limit = float(weight[:, 0].abs().max()) or 1.0
+    for i, ax in enumerate(axes.flat):
+        if i < weight.shape[0]:
+            ax.imshow(weight[i, 0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.axis("off")
+    return _finish(fig, path)
+
+
+def plot_history(history: Sequence[Mapping], path: str | os.PathLike | None = None) -> Figure:
+    """Plot training loss and train/test accuracy per epoch from `train`'s history."""
+    if not history or not all(isinstance(r, Mapping) and "train_loss" in r for r in history):
+        raise ValueError("history: expected a non-empty list of dicts from cnnlesson.train.train")
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Loss")
+    ax_acc.plot(epochs, [r["train_accuracy"] for r in history], "o-", label="train")
+    tested = [(r["epoch"], r["test_accuracy"]) for r in history if r.get("test_accuracy") is not None]
+    if tested:
+        ax_acc.plot(*zip(*tested), "s-", label="test")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    ax_acc.legend()
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return _finish(fig, path)
+
+
+def _display(image: torch.Tensor) -> np.ndarray:
+    """A normalised (C, H, W) tensor as an array imshow can draw (stretched to 0..1)."""
+    array = image.detach().cpu().float()
+    array = (array - array.min()) / (array.max() - array.min() + 1e-12)
+    return array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
+
+
+def plot_predictions(
+    net: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str] | None = None,
+    path: str | os.PathLike | None = None,
+    ncols: int = 8,
+) -> Figure:
+    """Show images with the predicted and true label; wrong predictions in red."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images: expected a 4-D batch (N, C, H, W), got {getattr(images, 'shape', type(images).__name__)}")
+    if len(images) != len(labels):
+        raise ValueError(f"labels: expected {len(images)} labels (one per image), got {len(labels)}")
+    net.eval()
+    with torch.no_grad():
+        predicted = net(images.to(next(net.parameters()).device)).argmax(1).cpu()
+    name = (lambda k: class_names[k]) if class_names else str
+    nrows = math.ceil(len(images) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(_display(images[i]), cmap="gray")
+            p, t = int(predicted[i]), int(labels[i])
+            ax.set_title(f"{name(p)}\n(true {name(t)})", fontsize=9, color="tab:green" if p == t else "tab:red")
+    return _finish(fig, path)
+
+
+def plot_images(images: Mapping[str, np.ndarray | torch.Tensor], path: str | os.PathLike | None = None, cmap: str = "gray") -> Figure:
+    """Draw 2-D arrays side by side, each titled by its key (e.g. a digit and its edges)."""
+    if not images:
+        raise ValueError("images: expected a non-empty mapping of title -> 2-D array")
+    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.2), squeeze=False)
+    for ax, (title, array) in zip(axes.flat, images.items()):
+        array = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+        if array.ndim != 2:
+            raise ValueError(f"images[{title!r}]: expected a 2-D array, got shape {array.shape}")
+        shown = ax.imshow(array, cmap=cmap)
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(title)
+        ax.axis("off")
+    return _finish(fig, path)

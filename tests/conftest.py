@@ -1,0 +1,36 @@
+"""Shared fixtures: small stand-in data sets in the real on-disk formats.
+
+They are written once per test session with cnnlesson's own writers, so
+torchvision's real MNIST and CIFAR-10 parsers read them, offline.
+"""
+
+import os
+
+import matplotlib
+import pytest
+
+# Figures are drawn off-screen in tests, whatever the machine has.
+matplotlib.use("Agg")
+# Tests pick their device explicitly; a CNNLESSON_DEVICE left in the shell
+# would otherwise change what get_device() returns under test.
+os.environ.pop("CNNLESSON_DEVICE", None)
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory):
+    """A data root holding stand-in MNIST under MNIST/raw (IDX files)."""
+    from cnnlesson.data import write_standin_mnist
+
+    root = tmp_path_factory.mktemp("mnist-data")
+    write_standin_mnist(root, num_train=512, num_test=256, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory):
+    """A data root holding stand-in CIFAR-10 under cifar-10-batches-py/."""
+    from cnnlesson.data import write_standin_cifar10
+
+    root = tmp_path_factory.mktemp("cifar-data")
+    write_standin_cifar10(root, num_train=200, num_test=100, seed=0)
+    return root
