@@ -1,0 +1,134 @@
+"""Stand-in data read by torchvision's real classes; the lesson's transforms; clear errors."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets
+
+from cnnlesson.data import (
+    CIFAR10_CLASSES,
+    DataNotFoundError,
+    StandInCIFAR10,
+    TensorLoader,
+    get_dataloaders,
+    load_cifar10,
+    load_mnist,
+    mnist_transform,
+    to_tensors,
+    write_standin_cifar10,
+    write_standin_mnist,
+)
+
+
+def test_standin_mnist_is_read_by_torchvision_mnist(mnist_root):
+    # The real class, the real IDX parser; download=True finds the files and fetches nothing.
+    train = datasets.MNIST(mnist_root, train=True, download=True)
+    test = datasets.MNIST(mnist_root, train=False)
+    assert (len(train), len(test)) == (512, 256)
+    assert train.data.shape == (512, 28, 28) and train.data.dtype == torch.uint8
+    assert sorted(train.targets.unique().tolist()) == list(range(10))
+    # Digits: white ink on black, neither empty nor full.
+    ink = (train.data > 128).float().mean().item()
+    assert 0.05 < ink < 0.4
+    assert train.data[:, 0, :].max() < 50  # the top row is background
+
+
+def test_standin_mnist_is_deterministic(tmp_path):
+    a = write_standin_mnist(tmp_path / "a", num_train=20, num_test=10, seed=3)
+    b = write_standin_mnist(tmp_path / "b", num_train=20, num_test=10, seed=3)
+    c = write_standin_mnist(tmp_path / "c", num_train=20, num_test=10, seed=4)
+    name = "train-images-idx3-ubyte"
+    assert (a / name).read_bytes() == (b / name).read_bytes() != (c / name).read_bytes()
+
+
+def test_lesson_transform_normalises_with_mnist_statistics(mnist_root):
+    image, label = load_mnist(mnist_root, train=False)[0]
+    raw = datasets.MNIST(mnist_root, train=False).data[0].float() / 255
+    assert image.shape == (1, 28, 28) and isinstance(label, int)
+    torch.testing.assert_close(image[0], (raw - 0.1307) / 0.3081)
+
+
+def test_pad_gives_lenet5_its_32x32_input(mnist_root):
+    image, _ = load_mnist(mnist_root, pad=2)[0]
+    assert image.shape == (1, 32, 32)
+    assert image[0, :2].abs().max() == 0  # the added border
+    assert len(mnist_transform(pad=2).transforms) == 3
+
+
+def test_standin_cifar10_is_read_through_the_documented_subclass(cifar_root):
+    train = load_cifar10(cifar_root, train=True)
+    test = load_cifar10(cifar_root, train=False, download=True)  # present: nothing to download
+    assert isinstance(train, StandInCIFAR10) and isinstance(train, datasets.CIFAR10)
+    assert (len(train), len(test)) == (200, 100)
+    assert tuple(train.classes) == CIFAR10_CLASSES
+    image, label = train[0]
+    assert image.shape == (3, 32, 32) and 0 <= label < 10
+
+
+def test_real_cifar10_class_still_checks_md5(cifar_root):
+    # The md5 check is skipped only through StandInCIFAR10, never for torchvision's own class.
+    with pytest.raises(RuntimeError, match="corrupted"):
+        datasets.CIFAR10(cifar_root, train=True)
+
+
+def test_unmarked_cifar_folder_is_checked_like_real_data(tmp_path, cifar_root):
+    shutil.copytree(cifar_root, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "cifar-10-batches-py" / "STAND_IN.txt").unlink()
+    with pytest.raises(DataNotFoundError, match="CIFAR-10 not found in"):
+        load_cifar10(tmp_path)
+
+
+def test_missing_data_is_one_clear_line(tmp_path):
+    with pytest.raises(DataNotFoundError) as info:
+        load_mnist(tmp_path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert "download=True" in message and "train-images-idx3-ubyte" in message
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_get_dataloaders_serve_the_same_images(mnist_root, in_memory):
+    train_loader, test_loader = get_dataloaders("mnist", mnist_root, batch_size=32, in_memory=in_memory)
+    X, y = next(iter(test_loader))  # the test split is not shuffled
+    expected = torch.stack([load_mnist(mnist_root, train=False)[i][0] for i in range(len(y))])
+    torch.testing.assert_close(X, expected)
+    assert len(train_loader) == 512 // 32
+    assert isinstance(train_loader, TensorLoader if in_memory else DataLoader)
+
+
+def test_tensor_loader_visits_every_item_once_per_epoch():
+    X, y = torch.arange(10).float()[:, None], torch.arange(10)
+    loader = TensorLoader(X, y, batch_size=4, shuffle=True, seed=0)
+    batches = list(loader)
+    assert [len(b[1]) for b in batches] == [4, 4, 2] and len(loader) == 3
+    seen = torch.cat([b[1] for b in batches])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    assert all(torch.equal(bx[:, 0].long(), by) for bx, by in batches)  # pairs stay together
+
+
+def test_to_tensors_decodes_the_dataset_once(cifar_root):
+    X, y = to_tensors(load_cifar10(cifar_root, train=False))
+    assert X.shape == (100, 3, 32, 32) and y.shape == (100,)
+    # The stand-in images are normalised roughly to zero mean.
+    assert abs(X.mean().item()) < 1
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"dataset: expected one of \('mnist', 'cifar10'\), got 'svhn'"):
+        get_dataloaders("svhn", "data")
+    with pytest.raises(ValueError, match="batch_size: expected a positive int, got 0"):
+        get_dataloaders("mnist", "data", batch_size=0)
+    with pytest.raises(TypeError, match="root: expected a folder path"):
+        load_mnist(42)
+    with pytest.raises(ValueError, match="num_train: expected a positive int, got 0"):
+        write_standin_mnist("unused", num_train=0)
+    with pytest.raises(ValueError, match="pad: only MNIST is padded"):
+        get_dataloaders("cifar10", "data", pad=2)
+    with pytest.raises(ValueError, match="X, y: expected the same length, got 3 and 2"):
+        TensorLoader(torch.zeros(3), torch.zeros(2))
+    with pytest.raises(TypeError, match="X, y: expected torch.Tensors, got ndarray"):
+        TensorLoader(np.zeros(3), torch.zeros(3))

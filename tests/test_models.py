@@ -1,0 +1,106 @@
+"""The lesson's models: output shapes, the shapes its comments state, parameter counts."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnlesson.models import MODELS, CIFAR10Net, CNNWithBN, LeNet5, MNISTNet, build_model, count_parameters
+
+
+def shapes_after(net, x, names):
+    """Run `net` on `x` and return the output shape of each named submodule."""
+    seen, hooks = {}, []
+    for name in names:
+        module = net.get_submodule(name)
+        hooks.append(module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, tuple(o.shape))))
+    net.eval()
+    with torch.no_grad():
+        out = net(x)
+    for h in hooks:
+        h.remove()
+    return seen, tuple(out.shape)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_maps_its_input_to_ten_scores(name):
+    net = build_model(name)
+    out = net(torch.randn(3, *net.input_shape))  # train mode: BatchNorm1d needs a batch > 1
+    assert out.shape == (3, 10)
+    assert torch.isfinite(out).all()
+
+
+def test_mnistnet_shapes_match_the_lesson_comments():
+    seen, out = shapes_after(MNISTNet(), torch.randn(5, 1, 28, 28), ["conv1", "pool1", "conv2", "pool2", "fc1"])
+    assert seen == {
+        "conv1": (5, 32, 28, 28),
+        "pool1": (5, 32, 14, 14),
+        "conv2": (5, 64, 14, 14),
+        "pool2": (5, 64, 7, 7),
+        "fc1": (5, 128),
+    }
+    assert out == (5, 10)
+
+
+def test_lenet5_shapes_match_the_lesson_diagram():
+    seen, out = shapes_after(LeNet5(), torch.randn(2, 1, 32, 32), ["conv1", "pool1", "conv2", "pool2", "fc1", "fc2"])
+    # 32x32x1 -> 28x28x6 -> 14x14x6 -> 10x10x16 -> 5x5x16 -> 400 -> 120 -> 84 -> 10
+    assert seen == {
+        "conv1": (2, 6, 28, 28),
+        "pool1": (2, 6, 14, 14),
+        "conv2": (2, 16, 10, 10),
+        "pool2": (2, 16, 5, 5),
+        "fc1": (2, 120),
+        "fc2": (2, 84),
+    }
+    assert LeNet5().fc1.in_features == 400
+    assert out == (2, 10)
+
+
+def test_cnnwithbn_and_cifar10net_shapes():
+    seen, _ = shapes_after(CNNWithBN(), torch.randn(4, 1, 28, 28), ["pool", "bn_fc"])
+    assert seen == {"pool": (4, 32, 14, 14), "bn_fc": (4, 128)}
+    seen, _ = shapes_after(CIFAR10Net(), torch.randn(2, 3, 32, 32), ["features.6", "features"])
+    assert seen == {"features.6": (2, 64, 16, 16), "features": (2, 128, 8, 8)}  # 32→16, 16→8
+
+
+def test_attribute_names_are_the_lessons():
+    assert [n for n, _ in MNISTNet().named_children()] == ["conv1", "pool1", "conv2", "pool2", "fc1", "fc2"]
+    assert [n for n, _ in CNNWithBN().named_children()] == ["conv1", "bn1", "pool", "dropout", "fc1", "bn_fc", "fc2"]
+    assert [n for n, _ in CIFAR10Net().named_children()] == ["features", "classifier"]
+    assert isinstance(CNNWithBN().dropout, nn.Dropout2d) and CNNWithBN().dropout.p == 0.25
+
+
+# Counted by hand: a conv has out*(in*k*k + 1) weights, a linear out*(in + 1), a BN 2*channels.
+PARAMETERS = {
+    "mnistnet": 32 * (9 + 1) + 64 * (32 * 9 + 1) + 128 * (3136 + 1) + 10 * (128 + 1),
+    "cnnwithbn": 32 * (9 + 1) + 2 * 32 + 128 * (32 * 14 * 14 + 1) + 2 * 128 + 10 * (128 + 1),
+    "cifar10net": (64 * 28 + 64 * 577 + 128 * 577 + 128 * 1153) + 2 * (64 + 64 + 128 + 128) + 256 * 8193 + 10 * 257,
+    "lenet5": 6 * 26 + 16 * 151 + 120 * 401 + 84 * 121 + 10 * 85,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
+def test_parameter_counts(name):
+    assert count_parameters(build_model(name)) == PARAMETERS[name]
+
+
+def test_lesson_counts_in_plain_numbers():
+    assert PARAMETERS["mnistnet"] == 421_642
+    assert PARAMETERS["lenet5"] == 61_706
+
+
+def test_count_parameters_skips_frozen_unless_asked():
+    net = MNISTNet()
+    net.conv1.requires_grad_(False)
+    assert count_parameters(net) == PARAMETERS["mnistnet"] - 320
+    assert count_parameters(net, trainable_only=False) == PARAMETERS["mnistnet"]
+    with pytest.raises(TypeError, match="net: expected a torch.nn.Module, got list"):
+        count_parameters([1, 2])
+
+
+def test_build_model_errors():
+    assert isinstance(build_model("LeNet5"), LeNet5)
+    with pytest.raises(ValueError, match=r"name: unknown model 'resnet'; expected one of \['cifar10net'"):
+        build_model("resnet")
+    with pytest.raises(TypeError, match="name: expected a str"):
+        build_model(MNISTNet)

@@ -1,0 +1,99 @@
+"""Figures: what each draws, that it saves a real PNG, and its errors."""
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from cnnlesson.models import CIFAR10Net, LeNet5, MNISTNet
+from cnnlesson.viz import first_conv, plot_filters, plot_history, plot_images, plot_predictions, visualize_feature_maps
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def drawn_images(fig: Figure) -> int:
+    return sum(len(ax.images) for ax in fig.axes)
+
+
+def test_feature_maps_draw_one_panel_per_channel_and_save(tmp_path):
+    fig = visualize_feature_maps(MNISTNet(), torch.randn(1, 1, 28, 28), tmp_path / "feature_maps.png")
+    assert isinstance(fig, Figure) and len(fig.axes) == 32 and drawn_images(fig) == 32
+    assert (tmp_path / "feature_maps.png").read_bytes().startswith(PNG)
+    assert [p.name for p in tmp_path.iterdir()] == ["feature_maps.png"]
+    # LeNet-5's conv1 has 6 channels: 6 maps, the rest of the 4x8 grid blank.
+    assert drawn_images(visualize_feature_maps(LeNet5(), torch.randn(1, 32, 32))) == 6
+
+
+def test_feature_maps_are_the_relu_of_conv1():
+    net = MNISTNet()
+    image = torch.randn(1, 1, 28, 28)
+    fig = visualize_feature_maps(net, image)
+    expected = torch.relu(net.conv1(image))[0, 5].detach().numpy()
+    assert (fig.axes[5].images[0].get_array() == expected).all()
+
+
+def test_first_conv_finds_conv1_or_the_first_conv2d():
+    net = MNISTNet()
+    assert first_conv(net) is net.conv1
+    cifar = CIFAR10Net()
+    assert first_conv(cifar) is cifar.features[0]
+    with pytest.raises(ValueError, match="model: expected a model with a Conv2d layer, Linear has none"):
+        first_conv(torch.nn.Linear(2, 2))
+
+
+def test_filters_one_image_per_output_channel():
+    assert drawn_images(plot_filters(MNISTNet().conv1)) == 32
+    assert drawn_images(plot_filters(LeNet5().conv2.weight)) == 16
+    with pytest.raises(TypeError, match=r"conv: expected an nn.Conv2d or a 4-D weight \(out, in, kh, kw\), got \(3, 3\)"):
+        plot_filters(torch.zeros(3, 3))
+
+
+def test_history_curves(tmp_path):
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "train_accuracy": 0.5 + e / 10, "test_accuracy": 0.4 + e / 10}
+        for e in (1, 2, 3)
+    ]
+    fig = plot_history(history, tmp_path / "h.svg")
+    loss_ax, acc_ax = fig.axes
+    assert list(loss_ax.lines[0].get_ydata()) == [1, 0.5, 1 / 3]
+    assert [line.get_label() for line in acc_ax.lines] == ["train", "test"]
+    assert (tmp_path / "h.svg").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match="history: expected a non-empty list of dicts"):
+        plot_history([])
+
+
+def test_predictions_mark_wrong_ones_red():
+    net = MNISTNet()
+    images = torch.randn(4, 1, 28, 28)
+    predicted = net.eval()(images).argmax(1)
+    labels = predicted.clone()
+    labels[1] = (labels[1] + 1) % 10
+    fig = plot_predictions(net, images, labels)
+    colours = [ax.title.get_color() for ax in fig.axes[:4]]
+    assert colours == ["tab:green", "tab:red", "tab:green", "tab:green"]
+    with pytest.raises(ValueError, match="labels: expected 4 labels"):
+        plot_predictions(net, images, labels[:3])
+    with pytest.raises(ValueError, match="images: expected a 4-D batch"):
+        plot_predictions(net, images[0], labels)
+
+
+def test_plot_images_side_by_side():
+    fig = plot_images({"digit": torch.rand(28, 28), "edges": torch.rand(26, 26).numpy()})
+    assert [ax.get_title() for ax in fig.axes if ax.images] == ["digit", "edges"]
+    with pytest.raises(ValueError, match=r"images\['x'\]: expected a 2-D array, got shape \(1, 2, 2\)"):
+        plot_images({"x": torch.zeros(1, 2, 2)})
+    with pytest.raises(ValueError, match="images: expected a non-empty mapping"):
+        plot_images({})
+
+
+def test_image_argument_errors():
+    with pytest.raises(TypeError, match="image: expected a torch.Tensor, got list"):
+        visualize_feature_maps(MNISTNet(), [[0.0]])
+    with pytest.raises(ValueError, match=r"image: expected shape .* got \(2, 1, 28, 28\)"):
+        visualize_feature_maps(MNISTNet(), torch.zeros(2, 1, 28, 28))
