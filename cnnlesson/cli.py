@@ -67,11 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pad_for(net: torch.nn.Module, dataset: str) -> int:
-    """Border needed to give `net` its input size (LeNet-5 wants 32x32 digits)."""
-    return (net.input_shape[-1] - 28) // 2 if dataset == "mnist" else 0
-
-
 def _cmd_train(args, parser, device) -> int:
     if args.data_root is None:
         parser.error("train: the following arguments are required: --data-root")
@@ -81,7 +76,7 @@ def _cmd_train(args, parser, device) -> int:
     if args.seed is not None:
         torch.manual_seed(args.seed)  # the initial weights
     net = models.build_model(args.model)
-    pad = _pad_for(net, args.dataset)
+    pad = data.mnist_padding(net.input_shape) if args.dataset == "mnist" else 0
     train_loader, test_loader = data.get_dataloaders(
         args.dataset, args.data_root, args.batch_size, download=args.download,
         pad=pad, in_memory=not args.dataloader, device=device,

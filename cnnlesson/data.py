@@ -45,6 +45,14 @@ class DataNotFoundError(FileNotFoundError):
     """A data set is missing and could not be downloaded; the message says how to get it."""
 
 
+def mnist_padding(input_shape: tuple[int, ...]) -> int:
+    """Border that turns a 28x28 digit into a model's input size (2 for LeNet-5's 32x32)."""
+    border, odd = divmod(input_shape[-1] - 28, 2)
+    if border < 0 or odd:
+        raise ValueError(f"input_shape: expected a square side of 28 + 2k pixels, got {tuple(input_shape)}")
+    return border
+
+
 def mnist_transform(pad: int = 0) -> transforms.Compose:
     """The lesson's MNIST transform; `pad=2` gives LeNet-5 its 32x32 input."""
     steps = [transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]

@@ -59,21 +59,26 @@ def _model_device(net: nn.Module) -> torch.device:
 def train_epoch(net: nn.Module, loader: Iterable, loss_fn, optimizer, device: torch.device, progress: str | None = None) -> dict:
     """Run one epoch of the lesson's loop; return its loss, accuracy and speed."""
     net.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    # Sums stay on the device: reading a value with .item() every batch would
+    # make the CPU wait for the GPU each step.
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
     start = time.perf_counter()
     batches = tqdm(loader, desc=progress, leave=False, disable=progress is None, unit="batch")
-    for images, labels in batches:
+    for step, (images, labels) in enumerate(batches):
         images, labels = images.to(device), labels.to(device)
         outputs = net(images)
         loss = loss_fn(outputs, labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        # .item() syncs with the GPU once a batch; the loss is needed for the bar anyway.
-        total_loss += loss.item() * len(labels)
-        correct += (outputs.argmax(1) == labels).sum().item()
+        total_loss += loss.detach() * len(labels)
+        correct += (outputs.argmax(1) == labels).sum()
         seen += len(labels)
-        batches.set_postfix(loss=f"{loss.item():.4f}")
+        if progress is not None and step % 20 == 0:
+            batches.set_postfix(loss=f"{loss.item():.4f}")
+    total_loss, correct = total_loss.item(), correct.item()  # waits for the last step
     seconds = time.perf_counter() - start
     if seen == 0:
         raise ValueError("train_loader: expected at least one batch, got none")

@@ -16,6 +16,7 @@ from cnnlesson.data import (
     get_dataloaders,
     load_cifar10,
     load_mnist,
+    mnist_padding,
     mnist_transform,
     to_tensors,
     write_standin_cifar10,
@@ -132,3 +133,10 @@ def test_bad_inputs():
         TensorLoader(torch.zeros(3), torch.zeros(2))
     with pytest.raises(TypeError, match="X, y: expected torch.Tensors, got ndarray"):
         TensorLoader(np.zeros(3), torch.zeros(3))
+
+
+def test_mnist_padding_from_the_input_shape():
+    assert mnist_padding((1, 28, 28)) == 0
+    assert mnist_padding((1, 32, 32)) == 2
+    with pytest.raises(ValueError, match=r"input_shape: expected a square side of 28 \+ 2k pixels, got \(3, 31, 31\)"):
+        mnist_padding((3, 31, 31))
