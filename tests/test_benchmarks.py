@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import accuracy
+from benchmarks.timing import time_side_by_side
 from benchmarks.__main__ import main as run_benchmarks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,10 @@ def test_quick_mode_runs_every_part(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert results["quick"] is True and results["machine"]["torch"]
     assert results["conv"]["headline"]["shape"] == [64, 3, 32, 32]
-    assert results["conv"]["headline"]["numpy_ms"] > 0 and results["conv"]["headline"]["torch_ms"] > 0
+    headline = results["conv"]["headline"]
+    assert headline["target"] == 2.0
+    assert headline["ratio"] == pytest.approx(headline["numpy_ms"] / headline["torch_ms"], rel=0.01)
+    assert results["conv"]["batch_sweep"] and results["conv"]["size_sweep"]
     cpu = results["trainer"]["cpu"]
     assert cpu["ratio"] == pytest.approx(cpu["trainer_images_per_second"] / cpu["lesson_images_per_second"], rel=0.01)
     assert "skipped" in results["costs"]
@@ -35,6 +39,15 @@ def test_quick_mode_runs_every_part(tmp_path):
     for part in ("conv", "accuracy"):
         for figure in results[part].get("figures", []):
             assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_time_side_by_side_interleaves_and_reports_medians():
+    calls = []
+    result = time_side_by_side({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=4, warmup=1)
+    assert calls == ["a", "b"] * 5  # round-robin, warm-up included
+    assert list(result) == ["a", "b"] and all(0 <= t < 0.1 for t in result.values())
+    with pytest.raises(ValueError, match="repeat"):
+        time_side_by_side({"a": lambda: None}, repeat=0)
 
 
 def test_accuracy_part_is_skipped_cleanly_without_shared(tmp_path, monkeypatch):

@@ -1,0 +1,1 @@
+"""Benchmarks for the cnnlesson package, run with ``python -m benchmarks [--quick]``."""

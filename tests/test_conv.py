@@ -1,0 +1,259 @@
+"""cnnlesson.conv against torch.nn.functional and autograd, the lesson's examples and bad inputs."""
+
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnlesson.conv import avg_pool2d, conv2d, conv2d_backward, conv2d_numpy, max_pool2d, output_size
+
+# Relative tolerance per dtype; the absolute tolerance is this times the magnitude the result
+# could reach (the same computation on absolute values), so near-cancelling sums are fair.
+TOL = {np.float32: 1e-5, np.float64: 1e-10}
+# torch warns that 'same' with an even kernel pads a copy of the input; that is expected here.
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
+
+small = st.integers(1, 3)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run torch's reference ops on one thread: for these tiny tensors a second thread only adds
+    synchronisation, which on a busy 2-core machine made each call up to 100x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+pairs = st.tuples(small, small)
+
+
+def assert_close(actual, expected, scale, dtype):
+    assert actual.dtype == dtype, f"dtype {actual.dtype}, expected {np.dtype(dtype)}"
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * float(scale) + 1e-300)
+
+
+def min_input(kernel, dilation, pad_total):
+    """Smallest input length that leaves an output of at least 1."""
+    return max(1, dilation * (kernel - 1) + 1 - pad_total)
+
+
+@st.composite
+def conv_cases(draw):
+    """A random, valid conv2d configuration, sized small enough to keep the file fast."""
+    groups = draw(small)
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    padding = draw(st.one_of(st.integers(0, 3), st.tuples(st.integers(0, 3), st.integers(0, 3)),
+                             st.sampled_from(["same", "valid"])))
+    stride = 1 if padding == "same" else draw(st.one_of(small, pairs))
+    dilation = draw(st.one_of(small, pairs))
+    dil = (dilation, dilation) if isinstance(dilation, int) else dilation
+    if isinstance(padding, str):
+        pad_total = [d * (k - 1) for d, k in zip(dil, kernel)] if padding == "same" else [0, 0]
+    else:
+        pad_total = [2 * p for p in ((padding, padding) if isinstance(padding, int) else padding)]
+    hw = [min_input(k, d, p) + draw(st.integers(0, 6)) for k, d, p in zip(kernel, dil, pad_total)]
+    return dict(n=draw(small), cin=groups * draw(small), cout=groups * draw(small), hw=hw, kernel=kernel,
+                stride=stride, padding=padding, dilation=dilation, groups=groups,
+                bias=draw(st.booleans()), dtype=draw(st.sampled_from([np.float32, np.float64])),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def make_arrays(case):
+    rng = np.random.default_rng(case["seed"])
+    dtype = case["dtype"]
+    x = rng.standard_normal((case["n"], case["cin"], *case["hw"])).astype(dtype)
+    w = rng.standard_normal((case["cout"], case["cin"] // case["groups"], *case["kernel"])).astype(dtype)
+    b = rng.standard_normal(case["cout"]).astype(dtype) if case["bias"] else None
+    return x, w, b
+
+
+def hyper(case):
+    return {k: case[k] for k in ("stride", "padding", "dilation", "groups")}
+
+
+def torch_conv(x, w, b, **kw):
+    return F.conv2d(torch.from_numpy(x), torch.from_numpy(w), None if b is None else torch.from_numpy(b), **kw)
+
+
+@settings(max_examples=600, deadline=None)
+@given(conv_cases())
+def test_conv2d_matches_torch(case):
+    x, w, b = make_arrays(case)
+    expected = torch_conv(x, w, b, **hyper(case)).numpy()
+    scale = torch_conv(np.abs(x), np.abs(w), None if b is None else np.abs(b), **hyper(case)).max()
+    assert_close(conv2d(x, w, b, **hyper(case)), expected, scale, case["dtype"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(conv_cases())
+def test_conv2d_backward_matches_autograd(case):
+    x, w, _ = make_arrays(case)
+    out_shape = torch_conv(x, w, None, **hyper(case)).shape
+    grad_out = np.random.default_rng(case["seed"] + 1).standard_normal(out_shape).astype(case["dtype"])
+
+    def autograd(x, w, g):
+        xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        bt = torch.zeros(w.shape[0], dtype=wt.dtype, requires_grad=True)
+        F.conv2d(xt, wt, bt, **hyper(case)).backward(torch.from_numpy(g))
+        return xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+    expected = autograd(x, w, grad_out)
+    bounds = autograd(np.abs(x), np.abs(w), np.abs(grad_out))  # how large each gradient could get
+    for got, want, bound in zip(conv2d_backward(grad_out, x, w, **hyper(case)), expected, bounds):
+        assert_close(got, want, bound.max(), case["dtype"])
+
+
+@st.composite
+def pool_cases(draw):
+    kernel = draw(st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4))))
+    kpair = (kernel, kernel) if isinstance(kernel, int) else kernel
+    padding = draw(st.one_of(st.just(0), st.tuples(*[st.integers(0, k // 2) for k in kpair])))
+    stride = draw(st.one_of(st.none(), small, pairs))
+    ppair = (padding, padding) if isinstance(padding, int) else padding
+    hw = [min_input(k, 1, 2 * p) + draw(st.integers(0, 7)) for k, p in zip(kpair, ppair)]
+    return dict(shape=(draw(small), draw(small), *hw), kernel_size=kernel, stride=stride, padding=padding,
+                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@pytest.mark.parametrize("ours, theirs", [(max_pool2d, F.max_pool2d), (avg_pool2d, F.avg_pool2d)])
+@settings(max_examples=200, deadline=None)
+@given(case=pool_cases())
+def test_pooling_matches_torch(ours, theirs, case):
+    x = np.random.default_rng(case["seed"]).standard_normal(case["shape"]).astype(case["dtype"])
+    kw = {k: case[k] for k in ("kernel_size", "stride", "padding")}
+    assert_close(ours(x, **kw), theirs(torch.from_numpy(x), **kw).numpy(), np.abs(x).max(), case["dtype"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 40), kernel=st.integers(1, 7), stride=st.integers(1, 4), padding=st.integers(0, 3),
+       dilation=st.integers(1, 3))
+def test_output_size_matches_torch_shapes(n, kernel, stride, padding, dilation):
+    x, w = torch.zeros(1, 1, n, 1), torch.zeros(1, 1, kernel, 1)
+    if dilation * (kernel - 1) + 1 > n + 2 * padding:
+        with pytest.raises(RuntimeError):  # torch refuses too; we raise ValueError
+            F.conv2d(x, w, stride=stride, padding=(padding, 0), dilation=dilation)
+        with pytest.raises(ValueError, match="kernel spans"):
+            output_size(n, kernel, stride, padding, dilation)
+    else:
+        actual = F.conv2d(x, w, stride=stride, padding=(padding, 0), dilation=dilation).shape[2]
+        assert output_size(n, kernel, stride, padding, dilation) == actual
+
+
+def test_output_size_lesson_examples():
+    assert output_size(32, 3, padding=1, stride=1) == 32  # the lesson's worked example
+    assert output_size(32, 5) == 28
+    assert output_size(32, 3, stride=2, padding=1) == 16  # (32 - 3 + 2) / 2 + 1 = 16.5, floored
+    assert output_size(7, 3, dilation=2) == 3
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_conv2d_numpy_matches_conv2d_on_one_image(seed):
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal(tuple(rng.integers(4, 12, size=2)))
+    kernel = rng.standard_normal(tuple(rng.integers(1, 4, size=2)))
+    batched = conv2d(image[None, None], kernel[None, None])[0, 0]
+    np.testing.assert_allclose(conv2d_numpy(image, kernel), batched, rtol=1e-12, atol=1e-12)
+
+
+def test_lesson_4x4_example():
+    image = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2], [3, 4, 5, 6]])
+    kernel = np.array([[1, 0], [0, 1]])  # adds each pixel to its lower-right neighbour
+    expected = [[7, 9, 11], [5, 7, 9], [13, 5, 7]]
+    np.testing.assert_array_equal(conv2d_numpy(image, kernel), expected)
+    out = conv2d(image[None, None], kernel[None, None])
+    assert out.dtype == np.float64  # integers are promoted
+    np.testing.assert_array_equal(out[0, 0], expected)
+
+
+def test_sobel_x_finds_a_vertical_edge():
+    image = np.zeros((6, 6))
+    image[:, 3:] = 1.0  # dark left half, bright right half: an edge between columns 2 and 3
+    sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)
+    out = conv2d_numpy(image, sobel_x)
+    np.testing.assert_array_equal(out[:, [1, 2]], 4.0)  # windows straddling the edge respond
+    np.testing.assert_array_equal(out[:, [0, 3]], 0.0)  # flat windows give nothing
+    np.testing.assert_array_equal(conv2d(image[None, None], sobel_x[None, None])[0, 0], out)
+
+
+def test_same_padding_puts_the_extra_zero_bottom_right():
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    top_left = np.zeros((1, 1, 2, 2))
+    top_left[0, 0, 0, 0] = 1.0  # output[i, j] = padded[i, j], so no padding may come first
+    np.testing.assert_array_equal(conv2d(x, top_left, padding="same"), x)
+
+
+def test_dtype_promotion():
+    rng = np.random.default_rng(0)
+    x32, w32 = rng.standard_normal((1, 2, 5, 5), dtype=np.float32), rng.standard_normal((3, 2, 3, 3), dtype=np.float32)
+    assert conv2d(x32, w32).dtype == np.float32
+    assert conv2d(x32, w32.astype(np.float64)).dtype == np.float64
+    assert conv2d(x32, w32, np.zeros(3, dtype=np.int64)).dtype == np.float64
+    assert max_pool2d(np.ones((1, 1, 4, 4), dtype=np.int32), 2).dtype == np.float64
+    assert all(g.dtype == np.float32 for g in conv2d_backward(np.ones((1, 3, 3, 3), np.float32), x32, w32))
+
+
+X, W = np.zeros((2, 3, 8, 8)), np.zeros((4, 3, 3, 3))
+G = np.zeros((2, 4, 6, 6))  # conv2d(X, W)'s output shape
+BAD_INPUTS = [
+    # (function, args, kwargs, exception, message pattern that names the argument)
+    (conv2d, (np.zeros((8, 8)), W), {}, ValueError, r"x must be 4-D.*conv2d_numpy"),
+    (conv2d, (np.zeros((3, 8, 8)), W), {}, ValueError, r"x must be 4-D, got a 3-D.*conv2d_numpy"),
+    (conv2d, (X.tolist(), W), {}, TypeError, r"x must be a numpy.ndarray, got builtins.list"),
+    (conv2d, (torch.zeros(2, 3, 8, 8), W), {}, TypeError, r"x must be a numpy.ndarray, got torch.Tensor"),
+    (conv2d, (X.astype(complex), W), {}, TypeError, r"x must have a real numeric dtype"),
+    (conv2d, (X, np.zeros((4, 3, 3))), {}, ValueError, r"weight must be 4-D"),
+    (conv2d, (X, np.zeros((4, 2, 3, 3))), {}, ValueError, r"x has 3 channels.*expects in_channels = 2"),
+    (conv2d, (X, np.zeros((4, 1, 3, 3))), {"groups": 2}, ValueError, r"x has 3 channels.*groups=2"),
+    (conv2d, (X, np.zeros((3, 1, 3, 3))), {"groups": 2}, ValueError, r"groups=2 must divide weight's out_ch"),
+    (conv2d, (X, W), {"groups": 0}, ValueError, r"groups must be >= 1, got 0"),
+    (conv2d, (X, W), {"groups": 1.0}, TypeError, r"groups must be an int"),
+    (conv2d, (X, W), {"stride": 0}, ValueError, r"stride must be >= 1, got 0"),
+    (conv2d, (X, W), {"stride": (1, 0)}, ValueError, r"stride must be >= 1, got 0"),
+    (conv2d, (X, W), {"stride": (1, 1, 1)}, ValueError, r"stride must be an int or a pair"),
+    (conv2d, (X, W), {"stride": 1.5}, TypeError, r"stride must be an int, got 1.5"),
+    (conv2d, (X, W), {"dilation": 0}, ValueError, r"dilation must be >= 1, got 0"),
+    (conv2d, (X, W), {"padding": -1}, ValueError, r"padding must be >= 0, got -1"),
+    (conv2d, (X, W), {"padding": "full"}, ValueError, r"padding must be an int, a pair of ints, 'same'"),
+    (conv2d, (X, W), {"padding": "same", "stride": 2}, ValueError, r"padding='same' requires stride=1"),
+    (conv2d, (X, np.zeros((4, 3, 11, 3))), {"padding": 1}, ValueError, r"weight spans 11 .* padded input has only 10"),
+    (conv2d, (X, W), {"dilation": 4}, ValueError, r"weight spans 9 .*dilation 4"),
+    (conv2d, (X, W, np.zeros(1)), {}, ValueError, r"bias must have shape \(4,\).*got \(1,\)"),
+    (conv2d, (X, W, np.zeros((4, 1))), {}, ValueError, r"bias must be 1-D"),
+    (conv2d, (X, W, [0.0] * 4), {}, TypeError, r"bias must be a numpy.ndarray"),
+    (conv2d_backward, (G[:, :3], X, W), {}, ValueError, r"grad_output must have the output shape \(2, 4, 6, 6\)"),
+    (conv2d_backward, (G.tolist(), X, W), {}, TypeError, r"grad_output must be a numpy.ndarray"),
+    (conv2d_backward, (G, X[0], W), {}, ValueError, r"x must be 4-D"),
+    (conv2d_backward, (G, X, W), {"stride": 0}, ValueError, r"stride must be >= 1"),
+    (conv2d_backward, (G, X, W), {"groups": 2}, ValueError, r"x has 3 channels.*groups=2"),
+    (output_size, (0, 3), {}, ValueError, r"n must be >= 1, got 0"),
+    (output_size, (8, 3.0), {}, TypeError, r"kernel must be an int, got 3.0"),
+    (output_size, (True, 1), {}, TypeError, r"n must be an int, got True"),
+    (output_size, (8, 3), {"stride": 0}, ValueError, r"stride must be >= 1"),
+    (output_size, (8, 3), {"dilation": 0}, ValueError, r"dilation must be >= 1"),
+    (output_size, (8, 3), {"padding": -1}, ValueError, r"padding must be >= 0"),
+    (output_size, (3, 5), {}, ValueError, r"kernel spans 5.*output size would be < 1"),
+    (conv2d_numpy, (np.zeros((1, 4, 4)), np.zeros((2, 2))), {}, ValueError, r"image must be 2-D, got a 3-D"),
+    (conv2d_numpy, (np.zeros((4, 4)), [[1, 0], [0, 1]]), {}, TypeError, r"kernel must be a numpy.ndarray"),
+    (conv2d_numpy, (np.zeros((4, 4)), np.zeros((5, 2))), {}, ValueError, r"kernel of shape \(5, 2\) is larger"),
+]
+for pool in (max_pool2d, avg_pool2d):
+    BAD_INPUTS += [
+        (pool, (np.zeros((3, 8, 8)), 2), {}, ValueError, r"x must be 4-D, got a 3-D"),
+        (pool, (X.tolist(), 2), {}, TypeError, r"x must be a numpy.ndarray"),
+        (pool, (X, 0), {}, ValueError, r"kernel_size must be >= 1, got 0"),
+        (pool, (X, 2), {"stride": 0}, ValueError, r"stride must be >= 1, got 0"),
+        (pool, (X, 2), {"padding": -1}, ValueError, r"padding must be >= 0, got -1"),
+        (pool, (X, 3), {"padding": 2}, ValueError, r"padding=\(2, 2\) must be at most half of kernel_size"),
+        (pool, (X, (9, 2)), {}, ValueError, r"kernel_size spans 9 .* padded input has only 8"),
+    ]
+
+
+@pytest.mark.parametrize("fn, args, kwargs, error, message", BAD_INPUTS,
+                         ids=[f"{case[0].__name__}-{i}" for i, case in enumerate(BAD_INPUTS)])
+def test_bad_inputs_raise_clear_errors(fn, args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        fn(*args, **kwargs)
