@@ -1,0 +1,212 @@
+"""Turn the lesson pages into one Jupyter notebook, so it cannot drift from them.
+
+`mkdocs build` and `mkdocs serve` run this hook (`hooks:` in mkdocs.yml).
+It reads the lesson pages in nav order (every page but the API reference
+and the results page) and writes `.cache/notebook/lesson.ipynb`:
+
+- every ```` ```python ```` fence becomes one code cell, its text unchanged;
+  the cell's metadata `cnnlesson.block` is the `page:line` id of the test
+  that runs it (a fence after `<!--pytest-codeblocks:cont-->` shares the id
+  of the fence it continues), so `tests/test_docs.py` can check that the
+  cells are exactly what the test suite runs;
+- the expected output after `<!--pytest-codeblocks:expected-output-->`
+  becomes that cell's output;
+- the prose becomes markdown cells: admonitions and content tabs turn into
+  bold titles, links to other pages into plain text, headings of later
+  pages move one level down, and figures are embedded as attachments.
+
+The notebook joins the site as `lesson.ipynb`, which mkdocs-jupyter renders
+as a page with a download button (`include_source: true`).
+"""
+
+import base64
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File
+
+NOTEBOOK = "lesson.ipynb"
+EXCLUDED = ("reference/", "results.md")
+NOTE = (
+    "*This notebook is generated from the pages of the lesson's site, and the "
+    "site's test suite runs every code cell. Install the package first: "
+    "`pip install cnnlesson`.*"
+)
+
+FENCE = re.compile(r"^(\s*)(`{3,})(.*)$")
+MARKER = re.compile(r"^\s*<!--[-\s]*pytest-codeblocks:([\w-]+)[-\s]*-->\s*$")
+CONTAINER = re.compile(r'^(\s*)(?:!!!|\?\?\?\+?)\s+([\w-]+)(?:\s+"([^"]*)")?\s*$')
+TAB = re.compile(r'^(\s*)===\+?\s+"([^"]*)"\s*$')
+EXPLORER = re.compile(r'^\s*<div class="cnn-explorer"[^>]*></div>\s*$')
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)(\{[^}]*\})?")
+PAGE_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?!https?:)[^)\s]*\)")
+HEADING = re.compile(r"^(#{1,5}) ")
+
+
+def lesson_pages(nav) -> list[str]:
+    """The lesson's Markdown pages, in nav order, from mkdocs.yml's `nav`."""
+    pages = []
+
+    def walk(item):
+        if isinstance(item, str):
+            if item.endswith(".md") and not item.startswith(EXCLUDED):
+                pages.append(item)
+        elif isinstance(item, dict):
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, list):
+            for value in item:
+                walk(value)
+
+    walk(nav)
+    return pages
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None], shift_headings: bool) -> list:
+    """The cells of one page; `resolve_image(url)` gives a figure's PNG bytes, or None."""
+    cells, markdown, attachments = [], [], {}
+    containers: list[int] = []  # body indents of the open admonitions / tabs
+    cont = expect_output = False
+    lines = text.splitlines()
+
+    def flush():
+        source = "\n".join(markdown).strip("\n")
+        if source:
+            cell = nbformat.v4.new_markdown_cell(source)
+            if attachments:
+                cell.attachments = dict(attachments)
+            cells.append(cell)
+        markdown.clear()
+        attachments.clear()
+
+    def embed(match):
+        alt, url = match.group(1), match.group(2)
+        data = resolve_image(url)
+        if data is None:
+            return f"*[Figure: {alt}]*"
+        name = url.rsplit("/", 1)[-1]
+        attachments[name] = {"image/png": base64.b64encode(data).decode("ascii")}
+        return f"![{alt}](attachment:{name})"
+
+    i = 0
+    while i < len(lines):
+        line, lineno = lines[i], i + 1
+        i += 1
+        if line.strip():
+            while containers and _indent(line) < containers[-1]:
+                containers.pop()
+        dedent = containers[-1] if containers else 0
+        body = line[min(dedent, _indent(line)):]
+
+        marker = MARKER.match(line)
+        if marker:
+            cont = cont or marker.group(1) == "cont"
+            expect_output = expect_output or marker.group(1).startswith("expected-output")
+            continue
+        header = CONTAINER.match(line) or TAB.match(line)
+        if header:
+            if header.re is TAB:
+                title = header.group(2)
+            else:  # `!!! note` is titled "Note"; `!!! note "Pitfall"` is titled "Pitfall"
+                title = header.group(2).capitalize() if header.group(3) is None else header.group(3)
+            markdown.extend([f"**{title}**", ""] if title else [])
+            containers.append(_indent(line) + 4)
+            continue
+        fence = FENCE.match(line)
+        if fence:
+            spaces, ticks, lang = len(fence.group(1)), fence.group(2), fence.group(3).strip()
+            code = []
+            while i < len(lines) and lines[i].lstrip()[: len(ticks)] != ticks:
+                raw = lines[i]
+                code.append(raw[min(spaces, _indent(raw)):])
+                i += 1
+            i += 1  # the closing fence
+            source = "\n".join(code)
+            if expect_output:
+                last = next(c for c in reversed(cells) if c.cell_type == "code")
+                last.outputs = [nbformat.v4.new_output("stream", name="stdout", text=source + "\n")]
+                expect_output = False
+            elif lang == "python":
+                flush()
+                previous = next((c for c in reversed(cells) if c.cell_type == "code"), None)
+                block = previous.metadata["cnnlesson"]["block"] if cont and previous is not None else f"{page}:{lineno}"
+                cells.append(nbformat.v4.new_code_cell(source, metadata={"cnnlesson": {"block": block}}))
+                cont = False
+            else:
+                markdown.append(f"{ticks}{lang}")
+                markdown.extend(code)
+                markdown.append(ticks)
+            continue
+        if EXPLORER.match(line):
+            markdown.append("*(The site shows an interactive explorer here.)*")
+            continue
+        if shift_headings and HEADING.match(body):
+            body = "#" + body
+        body = IMAGE.sub(embed, body)
+        markdown.append(PAGE_LINK.sub(r"\1", body))
+    flush()
+    return cells
+
+
+def build_notebook(docs_dir: Path, pages: list[str], resolve_image: Callable[[str, str], bytes | None]) -> nbformat.NotebookNode:
+    """One notebook from `pages` (paths under `docs_dir`); `resolve_image(page, url)` finds figures."""
+    cells = []
+    for k, page in enumerate(pages):
+        text = (docs_dir / page).read_text(encoding="utf-8")
+        cells += page_cells(text, page, lambda url, page=page: resolve_image(page, url), shift_headings=k > 0)
+    # Under the title: where the notebook comes from and what it needs.
+    title, _, rest = cells[0].source.partition("\n")
+    cells[0].source = f"{title}\n\n{NOTE}\n{rest}"
+    for k, cell in enumerate(cells):
+        cell.id = f"cell-{k}"  # fixed ids: the same pages give the same file
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.language_info = {"name": "python"}
+    nbformat.validate(nb)
+    return nb
+
+
+def _image_bytes(files) -> Callable[[str, str], bytes | None]:
+    def resolve(page: str, url: str) -> bytes | None:
+        uri = (Path(page).parent / url).as_posix()
+        file = files.get_file_from_path(uri)
+        return None if file is None else file.content_bytes
+
+    return resolve
+
+
+# After hooks/figures.py (its figures are embedded), before mkdocs-jupyter wraps .ipynb files.
+@event_priority(50)
+def on_files(files, config):
+    docs_dir = Path(config.docs_dir)
+    nb = build_notebook(docs_dir, lesson_pages(config.nav), _image_bytes(files))
+    path = Path(config.config_file_path).parent / ".cache" / "notebook" / NOTEBOOK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = nbformat.writes(nb)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    # A File with a real src_dir, not File.generated: mkdocs-jupyter's wrapper
+    # reads the notebook through `src_dir`, which generated files lack.
+    files.append(File(NOTEBOOK, src_dir=str(path.parent), dest_dir=config.site_dir, use_directory_urls=config.use_directory_urls))
+    return files
+
+
+NBCONVERT_CDN_SCRIPTS = re.compile(
+    r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->"  # the site loads its own MathJax
+    r'|<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?mermaid.*?</script>',
+    re.DOTALL,
+)
+
+
+def on_post_page(output, page, config):
+    # nbconvert's template names CDN scripts; the page needs neither of them.
+    if page.file.src_uri == NOTEBOOK:
+        return NBCONVERT_CDN_SCRIPTS.sub("", output)
+    return output

@@ -1,0 +1,190 @@
+"""Every code block of the site, run as a reader would run it, plus checks on the fences.
+
+One harness for all pages (like pydantic's docs tests): pytest-codeblocks'
+own parser collects every ```python block of every `docs/**/*.md` (blocks
+after `<!--pytest-codeblocks:cont-->` merged into the one they continue,
+expected outputs attached), and each becomes one test, named `page:line`.
+A block runs in a fresh working directory whose `data/` holds small
+stand-in MNIST and CIFAR-10 in the real on-disk formats, so the lesson's
+`datasets.MNIST('data', ..., download=True)` reads them offline, fast.
+Do not also pass `--codeblocks`: the pages would run twice.
+
+pytest-codeblocks compares an expected output with everything the merged
+block prints, so a chain of continued blocks shows its output once, after
+the block that prints; the blocks after it in the chain print nothing.
+"""
+
+import importlib.util
+import re
+import shutil
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+import yaml
+from pytest_codeblocks.main import CodeBlock, extract_from_file, stdout_io
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted(p for p in DOCS.rglob("*.md") if "hooks" not in p.relative_to(DOCS).parts)
+# Fence languages the site may use: python runs; the others are shown only.
+SHOWN_LANGUAGES = {"console", "text"}
+FENCE = re.compile(r"^(\s*)(`{3,})(.*)$")
+
+
+def page_id(path: Path) -> str:
+    return path.relative_to(DOCS).as_posix() if path.is_relative_to(DOCS) else path.name
+
+
+def collect(pages=PAGES) -> list[tuple[str, CodeBlock]]:
+    """(page:line, block) for every python block, continued blocks merged."""
+    return [
+        (f"{page_id(page)}:{block.lineno}", block)
+        for page in pages
+        for block in extract_from_file(page)
+        if block.syntax == "python"
+    ]
+
+
+def run_block(block: CodeBlock) -> str:
+    """Run a block as pytest-codeblocks does; return its stdout, or raise with the code shown."""
+    with stdout_io() as out:
+        try:
+            exec(compile(block.code, f"<block at line {block.lineno}>", "exec"), {"__name__": "__main__"})
+        except Exception as err:
+            raise AssertionError(f"block at line {block.lineno} raised {type(err).__name__}: {err}\n{block.code}") from err
+        finally:
+            plt.close("all")
+    printed = out.getvalue()
+    if block.expected_output is not None and printed != block.expected_output:
+        raise AssertionError(
+            f"block at line {block.lineno} printed\n{printed}\nbut the page shows\n{block.expected_output}"
+        )
+    return printed
+
+
+@pytest.fixture(scope="session")
+def docs_data(tmp_path_factory, mnist_root, cifar_root):
+    """One data root with both stand-in data sets, as the pages' `data/` folder."""
+    root = tmp_path_factory.mktemp("docs-data")
+    shutil.copytree(mnist_root / "MNIST", root / "MNIST")
+    shutil.copytree(cifar_root / "cifar-10-batches-py", root / "cifar-10-batches-py")
+    return root
+
+
+@pytest.fixture
+def reader_dir(tmp_path, monkeypatch, docs_data):
+    """A fresh working directory holding `data/`, with figures drawn off-screen."""
+    shutil.copytree(docs_data, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return tmp_path
+
+
+BLOCKS = collect()
+
+
+@pytest.mark.parametrize(("block_id", "block"), BLOCKS, ids=[block_id for block_id, _ in BLOCKS])
+def test_page_block(block_id, block, reader_dir):
+    run_block(block)
+
+
+# --- The harness itself --------------------------------------------------------
+
+
+def test_every_page_has_blocks_and_names_are_unique():
+    ids = [block_id for block_id, _ in collect()]
+    assert len(ids) == len(set(ids))
+    lesson = {"convolution.md", "pooling.md", "architecture.md", "conv2d.md", "mnist.md",
+              "feature-maps.md", "batchnorm.md", "cifar10.md", "summary.md"}  # fmt: skip
+    assert lesson <= {block_id.split(":")[0] for block_id in ids}
+
+
+def test_broken_page_fails_the_harness(tmp_path, reader_dir):
+    page = tmp_path / "broken.md"
+    page.write_text(
+        "```python\nx = 1\n```\n\n<!--pytest-codeblocks:cont-->\n\n```python\nprint(x + 1)\n```\n\n"
+        "<!--pytest-codeblocks:expected-output-->\n\n```text\n3\n```\n\n"
+        "```python\nimport torch\ntorch.zeros(2) @ torch.zeros(3)\n```\n"
+    )
+    (_, wrong_output), (_, raises) = collect([page])
+    assert wrong_output.code == "x = 1\nprint(x + 1)\n"  # continued blocks run as one
+    with pytest.raises(AssertionError, match="printed\n2\n"):
+        run_block(wrong_output)
+    with pytest.raises(AssertionError, match="raised RuntimeError"):
+        run_block(raises)
+
+
+def fences(page: Path) -> list[tuple[int, str, str]]:
+    """(line, language, first word of the info string) of every fence that opens on `page`."""
+    found, closing = [], None
+    for lineno, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+        m = FENCE.match(line)
+        if not m:
+            continue
+        if closing is None:
+            info = m.group(3).strip()
+            found.append((lineno, info, info.split(" ")[0]))
+            closing = m.group(2)
+        elif line.strip() == closing:
+            closing = None
+    assert closing is None, f"{page_id(page)}: a fence is never closed"
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_fences_are_runnable_or_shown(page):
+    """Python fences open exactly as ```python (others would not run); no other language slips in."""
+    for lineno, info, language in fences(page):
+        where = f"{page_id(page)}:{lineno}"
+        if language == "python":
+            assert info == "python", f"{where}: ```{info} would not be run; open it as ```python"
+        else:
+            assert language in SHOWN_LANGUAGES, f"{where}: ```{info}: use python (run), console or text (shown)"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_no_block_is_skipped(page):
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"pytest\.mark\.|pytest-codeblocks:(skip|importorskip|expect-)", text), page_id(page)
+    assert all(not block.marks and block.importorskip is None for block in extract_from_file(page))
+
+
+# --- The notebook ----------------------------------------------------------------
+
+
+def load_hook(name: str):
+    spec = importlib.util.spec_from_file_location(f"docs_hook_{name}", DOCS / "hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_notebook_code_cells_are_the_pages_python_blocks():
+    notebook = load_hook("notebook")
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+    pages = notebook.lesson_pages(nav)
+    nb = notebook.build_notebook(DOCS, pages, lambda page, url: None)
+
+    in_notebook: dict[str, str] = {}
+    outputs: dict[str, str] = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            block_id = cell.metadata["cnnlesson"]["block"]
+            in_notebook[block_id] = in_notebook.get(block_id, "") + cell.source + "\n"
+            for output in cell.outputs:
+                outputs[block_id] = output.text
+    on_pages = {block_id: block for block_id, block in collect() if block_id.split(":")[0] in pages}
+
+    def lines(code: str) -> list[str]:
+        # pytest-codeblocks drops the blank lines of an indented fence (one
+        # inside an admonition); the notebook keeps them for the reader.
+        return [line for line in code.splitlines() if line.strip()]
+
+    assert {i: lines(code) for i, code in in_notebook.items()} == {i: lines(b.code) for i, b in on_pages.items()}
+    assert outputs == {i: b.expected_output for i, b in on_pages.items() if b.expected_output is not None}
+    # Cells follow the nav's page order, and each page's own order.
+    order = [(pages.index(i.split(":")[0]), int(i.split(":")[1])) for i in in_notebook]
+    assert order == sorted(order)
+    # Only the API reference and the results page stay out, and they have no python block.
+    assert {block_id.split(":")[0] for block_id, _ in collect()} <= set(pages)
