@@ -168,3 +168,53 @@ def plot_images(images: Mapping[str, np.ndarray | torch.Tensor], path: str | os.
         ax.set_title(title)
         ax.axis("off")
     return _finish(fig, path)
+
+
+def _grid(ax, array: np.ndarray, title: str, marked=(), colour: str = "tab:orange") -> None:
+    """Draw a small matrix as a table of numbers; shade the `marked` (row, col) cells."""
+    rows, cols = array.shape
+    shade = np.zeros((rows, cols))
+    for r, c in marked:
+        shade[r, c] = 1
+    ax.imshow(shade, cmap=matplotlib.colors.ListedColormap(["white", colour]), vmin=0, vmax=1, alpha=0.55)
+    for r in range(rows):
+        for c in range(cols):
+            ax.text(c, r, f"{array[r, c]:g}", ha="center", va="center", fontsize=10)
+    for r in range(1, rows):
+        ax.axhline(r - 0.5, color="0.5", linewidth=0.8)
+    for c in range(1, cols):
+        ax.axvline(c - 0.5, color="0.5", linewidth=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+
+
+def plot_im2col(image, kernel, position: tuple[int, int] = (0, 0), path: str | os.PathLike | None = None) -> Figure:
+    """Draw im2col on a 2-D image: a window, its column of the patch matrix, and the one matrix product.
+
+    Every kh x kw window of `image` becomes one column of a (kh*kw, OH*OW)
+    matrix; the kernel, flattened to one row, times that matrix gives every
+    output value at once. The window at `position` and what it becomes are
+    highlighted.
+    """
+    image, kernel = np.asarray(image, dtype=float), np.asarray(kernel, dtype=float)
+    if image.ndim != 2 or kernel.ndim != 2:
+        raise ValueError(f"image, kernel: expected 2-D arrays, got shapes {image.shape} and {kernel.shape}")
+    if kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]:
+        raise ValueError(f"kernel: expected at most the image's size {image.shape}, got {kernel.shape}")
+    kh, kw = kernel.shape
+    windows = np.lib.stride_tricks.sliding_window_view(image, (kh, kw))  # (OH, OW, kh, kw)
+    oh, ow = windows.shape[:2]
+    i, j = position
+    if not (0 <= i < oh and 0 <= j < ow):
+        raise ValueError(f"position: expected a window index in [0, {oh}) x [0, {ow}), got {position}")
+    columns = windows.reshape(oh * ow, kh * kw).T  # one column per output position
+    output = (kernel.reshape(1, -1) @ columns).reshape(oh, ow)
+    k = i * ow + j
+    widths = [image.shape[1], kh * kw, oh * ow, ow]
+    fig, axes = plt.subplots(1, 4, figsize=(2.2 + 0.55 * sum(widths), 3.4), gridspec_kw={"width_ratios": widths})
+    _grid(axes[0], image, f"input: window at ({i}, {j})", [(i + a, j + b) for a in range(kh) for b in range(kw)])
+    _grid(axes[1], kernel.reshape(1, -1), "kernel as a row", [(0, c) for c in range(kh * kw)], "tab:blue")
+    _grid(axes[2], columns, f"im2col: {kh * kw} × {oh * ow}, column {k}", [(r, k) for r in range(kh * kw)])
+    _grid(axes[3], output, "row @ im2col → output", [(i, j)], "tab:green")
+    return _finish(fig, path)

@@ -34,3 +34,20 @@ def cifar_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cifar-data")
     write_standin_cifar10(root, num_train=200, num_test=100, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def docs_hook():
+    """Import a build hook from docs/hooks/ the way mkdocs does: by its path."""
+    import importlib.util
+    from pathlib import Path
+
+    hooks = Path(__file__).resolve().parents[1] / "docs" / "hooks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"docs_hook_{name}", hooks / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

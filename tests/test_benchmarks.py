@@ -1,6 +1,5 @@
 """The benchmarks' quick mode runs every part; the results page only quotes what they measured."""
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -12,14 +11,6 @@ from benchmarks.timing import time_side_by_side
 from benchmarks.__main__ import main as run_benchmarks
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_hook(name: str):
-    """Import a build hook from docs/hooks/ the way mkdocs does: by its path."""
-    spec = importlib.util.spec_from_file_location(f"hook_{name}", REPO / "docs" / "hooks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_quick_mode_runs_every_part(tmp_path):
@@ -57,8 +48,8 @@ def test_accuracy_part_is_skipped_cleanly_without_shared(tmp_path, monkeypatch):
     assert "../shared/data/mnist-t10k" in result["skipped"]
 
 
-def test_every_results_token_on_the_site_resolves():
-    hook = load_hook("results")
+def test_every_results_token_on_the_site_resolves(docs_hook):
+    hook = docs_hook("results")
     results = json.loads((REPO / "docs" / "results" / "results.json").read_text())
     used = 0
     for page in sorted((REPO / "docs").rglob("*.md")):
@@ -69,8 +60,8 @@ def test_every_results_token_on_the_site_resolves():
     assert used >= 10
 
 
-def test_results_tokens_render_values_and_refuse_unknown_names():
-    hook = load_hook("results")
+def test_results_tokens_render_values_and_refuse_unknown_names(docs_hook):
+    hook = docs_hook("results")
     results = {"trainer": {"cpu": {"ratio": 1.4567}}, "accuracy": {"models": {"m": {"final_test_accuracy": 0.98451}}}}
     assert hook.render("{{ results:trainer.cpu.ratio:x }}", results) == "1.46×"
     assert hook.render("{{ results:accuracy.models.m.final_test_accuracy:pct }}", results) == "98.45 %"

@@ -14,7 +14,6 @@ block prints, so a chain of continued blocks shows its output once, after
 the block that prints; the blocks after it in the chain print nothing.
 """
 
-import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -153,18 +152,13 @@ def test_no_block_is_skipped(page):
 # --- The notebook ----------------------------------------------------------------
 
 
-def load_hook(name: str):
-    spec = importlib.util.spec_from_file_location(f"docs_hook_{name}", DOCS / "hooks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_notebook_code_cells_are_the_pages_python_blocks():
-    notebook = load_hook("notebook")
+def test_notebook_code_cells_are_the_pages_python_blocks(docs_hook):
+    notebook = docs_hook("notebook")
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
     pages = notebook.lesson_pages(nav)
-    nb = notebook.build_notebook(DOCS, pages, lambda page, url: None)
+    nb = notebook.build_notebook(DOCS, pages, lambda page, url: None, notebook.results_renderer(DOCS))
+    # The measured numbers are put in, as on the pages.
+    assert not any("{{ results" in cell.source for cell in nb.cells)
 
     in_notebook: dict[str, str] = {}
     outputs: dict[str, str] = {}

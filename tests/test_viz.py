@@ -1,12 +1,22 @@
 """Figures: what each draws, that it saves a real PNG, and its errors."""
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
 from cnnlesson.models import CIFAR10Net, LeNet5, MNISTNet
-from cnnlesson.viz import first_conv, plot_filters, plot_history, plot_images, plot_predictions, visualize_feature_maps
+from cnnlesson.conv import conv2d_numpy
+from cnnlesson.viz import (
+    first_conv,
+    plot_filters,
+    plot_history,
+    plot_im2col,
+    plot_images,
+    plot_predictions,
+    visualize_feature_maps,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -97,3 +107,30 @@ def test_image_argument_errors():
         visualize_feature_maps(MNISTNet(), [[0.0]])
     with pytest.raises(ValueError, match=r"image: expected shape .* got \(2, 1, 28, 28\)"):
         visualize_feature_maps(MNISTNet(), torch.zeros(2, 1, 28, 28))
+
+
+def cell_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def test_im2col_figure_shows_the_windows_as_columns_and_the_product():
+    image = np.arange(20).reshape(4, 5)
+    kernel = np.array([[1, -1, 2], [0, 3, 1]])
+    fig = plot_im2col(image, kernel, position=(1, 2))
+    source, row, columns, output = fig.axes
+    assert cell_texts(row) == ["1", "-1", "2", "0", "3", "1"]
+    # im2col is 6 x (3 * 3); column 1*3 + 2 = 5 holds the window at (1, 2), read row by row.
+    matrix = np.array([float(t) for t in cell_texts(columns)]).reshape(6, 9)
+    np.testing.assert_array_equal(matrix[:, 5], image[1:3, 2:5].ravel())
+    result = np.array([float(t) for t in cell_texts(output)]).reshape(3, 3)
+    np.testing.assert_array_equal(result, conv2d_numpy(image, kernel))
+    assert columns.get_title() == "im2col: 6 × 9, column 5"
+
+
+def test_im2col_figure_errors():
+    with pytest.raises(ValueError, match=r"position: expected a window index in \[0, 3\) x \[0, 3\), got \(3, 0\)"):
+        plot_im2col(np.zeros((4, 4)), np.ones((2, 2)), position=(3, 0))
+    with pytest.raises(ValueError, match=r"kernel: expected at most the image's size \(2, 2\), got \(3, 3\)"):
+        plot_im2col(np.zeros((2, 2)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="image, kernel: expected 2-D arrays"):
+        plot_im2col(np.zeros((1, 4, 4)), np.ones((2, 2)))

@@ -7,6 +7,7 @@ figure the pages show, so none is a committed PNG:
 - `conv-relu-pool.png` and `lenet5.png`: the section 3 diagrams, drawn with
   matplotlib; LeNet-5's shapes are those its layers really produce.
 - `sobel.png`: a digit and its Sobel edges (`conv2d_numpy`, section 7).
+- `im2col.png`: the lesson's 4x4 example as one matrix product (`plot_im2col`).
 - `training-curves.png`, `feature-maps.png`, `filters.png`,
   `predictions.png`: an MNISTNet trained here for a few epochs on stand-in
   digits, or on real MNIST when `$CNNLESSON_DOCS_DATA` is a data root
@@ -45,7 +46,9 @@ from cnnlesson.conv import conv2d_numpy  # noqa: E402
 from cnnlesson.data import load_mnist, write_standin_mnist  # noqa: E402
 from cnnlesson.models import LeNet5, MNISTNet  # noqa: E402
 from cnnlesson.train import train  # noqa: E402
-from cnnlesson.viz import plot_filters, plot_history, plot_images, plot_predictions, save_figure, visualize_feature_maps  # noqa: E402
+from cnnlesson.viz import (  # noqa: E402
+    plot_filters, plot_history, plot_im2col, plot_images, plot_predictions, save_figure, visualize_feature_maps,
+)
 
 log = logging.getLogger("mkdocs.hooks.figures")
 
@@ -56,8 +59,11 @@ SITE_FOLDER = "figures"
 TRAIN_IMAGES, TEST_IMAGES, NUM_EPOCHS, SEED = 1000, 200, 3, 0
 FIGURES = (
     "conv-relu-pool.png", "lenet5.png", "sobel.png", "training-curves.png",
-    "feature-maps.png", "filters.png", "predictions.png",
+    "feature-maps.png", "filters.png", "predictions.png", "im2col.png",
 )  # fmt: skip
+# The lesson's 4x4 example (section 1), its lost fourth row completed as on the convolution page.
+LESSON_IMAGE = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2], [3, 4, 5, 6]])
+LESSON_KERNEL = np.array([[1, 0], [0, 1]])
 
 # The lesson's Sobel filter (section 7).
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
@@ -229,6 +235,7 @@ def build_figures(cache: Path) -> Path:
     draw_conv_relu_pool(folder / "conv-relu-pool.png")
     draw_lenet5(folder / "lenet5.png")
     draw_sobel(root, folder / "sobel.png")
+    plt.close(plot_im2col(LESSON_IMAGE, LESSON_KERNEL, position=(1, 2), path=folder / "im2col.png"))
     draw_model_figures(root, folder)
     return folder
 

@@ -20,6 +20,7 @@ as a page with a download button (`include_source: true`).
 """
 
 import base64
+import importlib.util
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -155,11 +156,20 @@ def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None
     return cells
 
 
-def build_notebook(docs_dir: Path, pages: list[str], resolve_image: Callable[[str, str], bytes | None]) -> nbformat.NotebookNode:
-    """One notebook from `pages` (paths under `docs_dir`); `resolve_image(page, url)` finds figures."""
+def build_notebook(
+    docs_dir: Path,
+    pages: list[str],
+    resolve_image: Callable[[str, str], bytes | None],
+    render: Callable[[str, str], str] = lambda text, page: text,
+) -> nbformat.NotebookNode:
+    """One notebook from `pages` (paths under `docs_dir`); `resolve_image(page, url)` finds figures.
+
+    `render(text, page)` rewrites a page's Markdown first, as the site's other
+    hooks do (it puts in the measured numbers).
+    """
     cells = []
     for k, page in enumerate(pages):
-        text = (docs_dir / page).read_text(encoding="utf-8")
+        text = render((docs_dir / page).read_text(encoding="utf-8"), page)
         cells += page_cells(text, page, lambda url, page=page: resolve_image(page, url), shift_headings=k > 0)
     # Under the title: where the notebook comes from and what it needs.
     title, _, rest = cells[0].source.partition("\n")
@@ -182,11 +192,20 @@ def _image_bytes(files) -> Callable[[str, str], bytes | None]:
     return resolve
 
 
+def results_renderer(docs_dir: Path) -> Callable[[str, str], str]:
+    """hooks/results.py's substitution, so the notebook quotes the numbers the pages quote."""
+    spec = importlib.util.spec_from_file_location("cnnlesson_docs_results", Path(__file__).with_name("results.py"))
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    measured = results.load(docs_dir)
+    return lambda text, page: results.render(text, measured, page)
+
+
 # After hooks/figures.py (its figures are embedded), before mkdocs-jupyter wraps .ipynb files.
 @event_priority(50)
 def on_files(files, config):
     docs_dir = Path(config.docs_dir)
-    nb = build_notebook(docs_dir, lesson_pages(config.nav), _image_bytes(files))
+    nb = build_notebook(docs_dir, lesson_pages(config.nav), _image_bytes(files), results_renderer(docs_dir))
     path = Path(config.config_file_path).parent / ".cache" / "notebook" / NOTEBOOK
     path.parent.mkdir(parents=True, exist_ok=True)
     text = nbformat.writes(nb)

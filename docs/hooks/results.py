@@ -23,10 +23,14 @@ TOKEN = re.compile(r"\{\{\s*results(-table)?:([\w.\-]+)(?::(\w+))?\s*\}\}")
 _results: dict = {}
 
 
+def load(docs_dir) -> dict:
+    """The results file that `python -m benchmarks` wrote under `docs_dir`."""
+    return json.loads((Path(docs_dir) / "results" / "results.json").read_text(encoding="utf-8"))
+
+
 def on_config(config):
-    path = Path(config["docs_dir"]) / "results" / "results.json"
     _results.clear()
-    _results.update(json.loads(path.read_text(encoding="utf-8")))
+    _results.update(load(config["docs_dir"]))
     return config
 
 
