@@ -186,18 +186,8 @@ def avg_pool2d(x: NDArray, kernel_size: IntOrPair, stride: IntOrPair | None = No
                padding: IntOrPair = 0) -> NDArray[np.floating]:
     """Average pooling, like `torch.nn.functional.avg_pool2d` (padded zeros are counted).
 
-    Args:
-        x: Input batch of shape ``(N, C, H, W)``.
-        kernel_size: Int or ``(kh, kw)`` pair.
-        stride: Int or pair; defaults to ``kernel_size``.
-        padding: Int or pair, at most half of ``kernel_size``.
-
-    Returns:
-        Array of shape ``(N, C, OH, OW)``.
-
-    Raises:
-        TypeError: If ``x`` is not a numpy.ndarray or a size is not an int.
-        ValueError: If ``x`` is not 4-D or the sizes do not fit.
+    The arguments, the result's shape and the errors are those of `max_pool2d`;
+    only the reduction differs: the mean of each window instead of its maximum.
     """
     x, kshape, geo = _pool_setup(x, kernel_size, stride, padding)
     return _im2col(x, kshape, geo, fill=0.0).mean(axis=(2, 3), dtype=x.dtype)
