@@ -166,6 +166,14 @@ def to_tensors(dataset: Dataset, device: str | torch.device = "cpu") -> tuple[to
     return torch.cat(X).to(device), torch.cat(y).to(device)
 
 
+def _mnist_tensors(dataset: datasets.MNIST, pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole MNIST split through `mnist_transform(pad)` at once: /255, Normalize, Pad."""
+    X = (dataset.data.unsqueeze(1).float().div(255) - MNIST_MEAN[0]) / MNIST_STD[0]
+    if pad:
+        X = torch.nn.functional.pad(X, (pad, pad, pad, pad))
+    return X.to(device), dataset.targets.clone().to(device)
+
+
 def _check_batch_size(batch_size) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
@@ -197,8 +205,10 @@ def get_dataloaders(
         train_data, test_data = (load_cifar10(root, train=t, download=download) for t in (True, False))
     if in_memory:
         device = device or "cpu"
-        train_loader = TensorLoader(*to_tensors(train_data, device), batch_size=batch_size, shuffle=True)
-        test_loader = TensorLoader(*to_tensors(test_data, device), batch_size=1000)
+        # MNIST's whole split is one uint8 tensor: transform it in one go, not image by image.
+        decode = (lambda d: _mnist_tensors(d, pad, device)) if dataset == "mnist" else (lambda d: to_tensors(d, device))
+        train_loader = TensorLoader(*decode(train_data), batch_size=batch_size, shuffle=True)
+        test_loader = TensorLoader(*decode(test_data), batch_size=1000)
         return train_loader, test_loader
     train_loader = DataLoader(train_data, batch_size=batch_size, shuffle=True)
     test_loader = DataLoader(test_data, batch_size=1000)
