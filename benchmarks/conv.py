@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from benchmarks.timing import time_side_by_side
 from cnnlesson.conv import conv2d
+from cnnlesson.viz import save_figure
 
 TARGET_RATIO = 2.0
 CHANNELS, FILTERS, KERNEL = 3, 64, 3
@@ -75,7 +76,7 @@ def _plot(batch_sweep: list[dict], size_sweep: list[dict], path: pathlib.Path) -
     axes[0].set_title("3 -> 64 channels, 3x3, padding 1: vs batch size")
     axes[1].set_title("3 -> 64 channels, 3x3, padding 1: vs image size")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

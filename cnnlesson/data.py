@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
-from cnnlesson.files import atomic_path
+from cnnlesson.files import atomic_path, write_text_atomic
 
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
@@ -263,7 +263,7 @@ def write_standin_mnist(root: str | os.PathLike, num_train: int = 1000, num_test
         labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
         _write_idx(raw / f"{split}-images-idx3-ubyte", _render_digits(labels, rng))
         _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
-    (raw.parent / STAND_IN_MARKER).write_text(f"Stand-in MNIST written by cnnlesson (seed {seed}): font digits, not real data.\n")
+    write_text_atomic(raw.parent / STAND_IN_MARKER, f"Stand-in MNIST written by cnnlesson (seed {seed}): font digits, not real data.\n")
     return raw
 
 
@@ -303,5 +303,5 @@ def write_standin_cifar10(root: str | os.PathLike, num_train: int = 500, num_tes
         data = _colour_images(labels, rng).reshape(len(labels), 3 * 32 * 32)
         _write_pickle(folder / name, {"data": data, "labels": labels.tolist(), "batch_label": name})
     _write_pickle(folder / "batches.meta", {"label_names": list(CIFAR10_CLASSES), "num_vis": 3072})
-    (folder / STAND_IN_MARKER).write_text(f"Stand-in CIFAR-10 written by cnnlesson (seed {seed}): synthetic, not real data.\n")
+    write_text_atomic(folder / STAND_IN_MARKER, f"Stand-in CIFAR-10 written by cnnlesson (seed {seed}): synthetic, not real data.\n")
     return folder

@@ -20,7 +20,6 @@ as generated files under `figures/`.
 """
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -45,7 +44,7 @@ import cnnlesson  # noqa: E402
 from cnnlesson.conv import conv2d_numpy  # noqa: E402
 from cnnlesson.data import load_mnist, write_standin_mnist  # noqa: E402
 from cnnlesson.models import LeNet5, MNISTNet  # noqa: E402
-from cnnlesson.train import train  # noqa: E402
+from cnnlesson.train import load_checkpoint, save_checkpoint, train  # noqa: E402
 from cnnlesson.viz import (  # noqa: E402
     plot_filters, plot_history, plot_im2col, plot_images, plot_predictions, save_figure, visualize_feature_maps,
 )
@@ -186,19 +185,17 @@ def draw_sobel(root: Path, path: Path) -> None:
 
 def train_mnistnet(root: Path, folder: Path) -> tuple[MNISTNet, list[dict]]:
     """Train MNISTNet on the first TRAIN_IMAGES digits, CPU, seeded; cache weights and history."""
-    weights, history_file = folder / "mnistnet.pt", folder / "history.json"
+    checkpoint = folder / "mnistnet.pt"  # written atomically: a killed build leaves no half file
     torch.manual_seed(SEED)
     net = MNISTNet()
-    if weights.exists() and history_file.exists():
-        net.load_state_dict(torch.load(weights, weights_only=True))
-        return net.eval(), json.loads(history_file.read_text())
+    if checkpoint.exists():
+        return net.eval(), load_checkpoint(checkpoint, net)["history"]
     train_data, test_data = (load_mnist(root, train=t) for t in (True, False))
     train_loader = DataLoader(Subset(train_data, range(min(TRAIN_IMAGES, len(train_data)))), batch_size=64, shuffle=True)
     test_loader = DataLoader(Subset(test_data, range(min(TEST_IMAGES, len(test_data)))), batch_size=1000)
     log.info("figures: training MNISTNet for %d epochs on %d images (cached afterwards)", NUM_EPOCHS, len(train_loader.dataset))
     history = train(net, train_loader, test_loader, num_epochs=NUM_EPOCHS, lr=0.001, device="cpu", seed=SEED, progress=False)
-    torch.save(net.state_dict(), weights)
-    history_file.write_text(json.dumps(history, indent=1))
+    save_checkpoint(checkpoint, net, history=history)
     return net.eval(), history
 
 

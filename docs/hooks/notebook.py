@@ -29,6 +29,8 @@ import nbformat
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
+from cnnlesson.files import write_text_atomic
+
 NOTEBOOK = "lesson.ipynb"
 EXCLUDED = ("reference/", "results.md")
 NOTE = (
@@ -210,7 +212,7 @@ def on_files(files, config):
     path.parent.mkdir(parents=True, exist_ok=True)
     text = nbformat.writes(nb)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
     # A File with a real src_dir, not File.generated: mkdocs-jupyter's wrapper
     # reads the notebook through `src_dir`, which generated files lack.
     files.append(File(NOTEBOOK, src_dir=str(path.parent), dest_dir=config.site_dir, use_directory_urls=config.use_directory_urls))
