@@ -1,9 +1,10 @@
 """Run every benchmark and write the results file the "Measured results" page shows.
 
-    python -m benchmarks            # all of it, about 10 minutes on 2 cores
+    python -m benchmarks            # all of it, about 15 minutes on 2 idle cores
     python -m benchmarks --quick    # a few seconds a part: the code paths (the tests run this)
 
-Writes OUT/results.json (with the machine it ran on) and the figures next to
+Writes OUT/results.json (with the machine it ran on, the git commit, whether
+the tree was dirty and a hash of the measured code) and the figures next to
 it; OUT defaults to docs/results, which the site renders at build time.
 """
 
@@ -22,7 +23,9 @@ import torchvision
 from tqdm.auto import tqdm
 
 from benchmarks import accuracy, conv, costs, trainer
+from benchmarks.provenance import provenance
 from benchmarks.realdata import REPO
+from benchmarks.timing import thread_pools
 from cnnlesson.files import write_text_atomic
 
 PARTS = ("conv", "trainer", "accuracy", "costs")
@@ -45,6 +48,7 @@ def machine() -> dict:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "thread_pools": thread_pools(),  # as threadpoolctl reads them, not guessed from the environment
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -66,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m benchmarks" + (" --quick" if args.quick else ""),
         "quick": args.quick,
+        "provenance": provenance(),  # before anything is written: results.json and figures are tracked
         "machine": machine(),
     }
     with tempfile.TemporaryDirectory() as work:
@@ -79,6 +84,13 @@ def main(argv: list[str] | None = None) -> dict:
             "costs": lambda: costs.run(args.out, quick=args.quick),
         }
         for part in tqdm(args.only, desc="benchmarks", unit="part"):
+            if part == "costs" and not args.quick:
+                # The costs part builds the site and runs the suite: let them read
+                # this run's numbers, not the previous file's.
+                previous = args.out / "results.json"
+                interim = {**(json.loads(previous.read_text()) if previous.exists() else {}), **results,
+                           "costs": {"skipped": "still being measured by this run"}}
+                write_text_atomic(args.out / "results.json", json.dumps(interim, indent=2) + "\n")
             results[part] = runs[part]()
             tqdm.write(f"{part}: {json.dumps(results[part])[:300]}")
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")

@@ -10,14 +10,19 @@ from pathlib import Path
 from benchmarks.realdata import REPO
 
 
-def _timed(command: list[str]) -> tuple[float, str]:
+# The suite's check that docs/results/results.json matches the code fails by
+# design while the benchmarks are re-measuring it; it is left out of this run.
+STALENESS_TEST = "tests/test_benchmarks.py::test_committed_results_match_the_code"
+
+
+def _timed(command: list[str], check: bool = True) -> tuple[float, str, int]:
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
-    if done.returncode != 0:
+    if check and done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n" + "\n".join(tail))
-    return seconds, done.stdout
+    return seconds, done.stdout, done.returncode
 
 
 def run(out_dir: Path, quick: bool = False) -> dict:
@@ -25,11 +30,15 @@ def run(out_dir: Path, quick: bool = False) -> dict:
     if quick:
         return {"skipped": "quick mode does not rebuild the site or rerun the suite"}
     with tempfile.TemporaryDirectory() as site:
-        build_seconds, _ = _timed([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", site])
-    test_seconds, output = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"])
-    summary = re.findall(r"^=*\s*(\d+ passed.*?) in [\d.]+s", output, flags=re.M)
+        build_seconds, _, _ = _timed([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", site])
+    # A failing suite is recorded (and fails test_benchmarks), not raised: the other parts' numbers stay.
+    test_seconds, output, code = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                         "--deselect", STALENESS_TEST], check=False)
+    summary = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?) in [\d.]+s", output, flags=re.M)
     return {
         "mkdocs_build_seconds": round(build_seconds, 1),
         "pytest_seconds": round(test_seconds, 1),
         "pytest_summary": summary[-1] if summary else output.strip().splitlines()[-1],
+        "pytest_exit_code": code,
+        "pytest_deselected": [STALENESS_TEST],
     }

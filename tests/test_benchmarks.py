@@ -1,44 +1,108 @@
 """The benchmarks' quick mode runs every part; the results page only quotes what they measured."""
 
 import json
+import math
 import re
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from threadpoolctl import threadpool_info
 
-from benchmarks import accuracy
-from benchmarks.timing import time_side_by_side
+from benchmarks import accuracy, conv
 from benchmarks.__main__ import main as run_benchmarks
+from benchmarks.provenance import code_hash, provenance
+from benchmarks.timing import same_threads, time_alone
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_quick_mode_runs_every_part(tmp_path):
-    results = run_benchmarks(["--quick", "--out", str(tmp_path)])
-    assert json.loads((tmp_path / "results.json").read_text()) == results
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    """One `python -m benchmarks --quick` run: (results, its output folder)."""
+    out = tmp_path_factory.mktemp("bench")
+    return run_benchmarks(["--quick", "--out", str(out)]), out
+
+
+def test_quick_mode_runs_every_part(quick_results):
+    results, out = quick_results
+    assert json.loads((out / "results.json").read_text()) == results
     assert results["quick"] is True and results["machine"]["torch"]
-    assert results["conv"]["headline"]["shape"] == [64, 3, 32, 32]
-    headline = results["conv"]["headline"]
-    assert headline["target"] == 2.0
-    assert headline["ratio"] == pytest.approx(headline["numpy_ms"] / headline["torch_ms"], rel=0.01)
-    assert results["conv"]["batch_sweep"] and results["conv"]["size_sweep"]
+    part = results["conv"]
+    # Quick mode keeps every layer of the grid, on a batch of 2.
+    assert [(case["layer"], case["shape"][1:]) for case in part["grid"]] == \
+        [(layer.name, list(layer.shape[1:])) for layer in conv.GRID]
+    assert part["headline"] == {**part["grid"][0], "target": 2.0}
+    for case in part["grid"] + part["by_threads"] + part["pooling"] + [part["backward"]]:
+        assert case["ratio"] == pytest.approx(case["numpy_ms"] / case["torch_ms"], rel=0.01, abs=1e-3), case
+    ratios = [case["ratio"] for case in part["grid"]]
+    assert part["geometric_mean_ratio"] == pytest.approx(math.prod(ratios) ** (1 / len(ratios)), rel=0.01)
+    assert part["slowest_ratio"] == max(ratios)
+    assert {(row["pool"], row["layer"]) for row in part["pooling"]} == \
+        {(kind, name) for kind in ("max", "avg") for name, _, _ in conv.POOLS}
+    loop = part["loop"][0]
+    assert loop["loop_over_conv2d"] == pytest.approx(loop["loop_ms"] / loop["conv2d_ms"], rel=0.05, abs=0.1)
+    # Both libraries on the same threads, as threadpoolctl read them while timing.
+    assert {pool["num_threads"] for pool in part["thread_pools"]} == {part["threads"]}
+    assert {pool["user_api"] for pool in part["thread_pools"]} >= {"blas", "torch"}
     cpu = results["trainer"]["cpu"]
     assert cpu["ratio"] == pytest.approx(cpu["trainer_images_per_second"] / cpu["lesson_images_per_second"], rel=0.01)
+    assert cpu["images_per_epoch"] == 512 and cpu["steps"] == 8  # the quick stand-in: 512 digits, batches of 64
     assert "skipped" in results["costs"]
     if "skipped" not in results["accuracy"]:
-        assert set(results["accuracy"]["models"]) == {"mnistnet", "cnnwithbn", "lenet5"}
+        models = results["accuracy"]["models"]
+        assert set(models) == {"mnistnet", "cnnwithbn", "lenet5"}
+        for m in models.values():
+            seeds = m["final_test_accuracy_by_seed"]
+            assert len(seeds) == len(results["accuracy"]["seeds"]) >= 2
+            assert m["final_test_accuracy"] == pytest.approx(sum(seeds) / len(seeds), abs=1e-4)
     for part in ("conv", "accuracy"):
         for figure in results[part].get("figures", []):
-            assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
+            assert (out / figure).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_time_side_by_side_interleaves_and_reports_medians():
+def test_quick_results_fill_every_table_and_token(quick_results, docs_hook):
+    """Every page and table renders from a fresh run: the schemas in the hook match what the benchmarks write."""
+    hook = docs_hook("results")
+    results, _ = quick_results
+    if "skipped" in results["accuracy"]:
+        pytest.skip("the accuracy part needs the real MNIST digits in ../shared")
+    for name in hook.TABLES:
+        rendered = hook.table(results, name)
+        assert rendered.count("\n") >= 2 or name == "costs", (name, rendered)  # header, rule, rows
+    for page in sorted((REPO / "docs").rglob("*.md")):
+        assert "{{ results" not in hook.render(page.read_text(), results, page.name), page
+
+
+def test_time_alone_warms_up_then_reports_the_median():
     calls = []
-    result = time_side_by_side({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=4, warmup=1)
-    assert calls == ["a", "b"] * 5  # round-robin, warm-up included
-    assert list(result) == ["a", "b"] and all(0 <= t < 0.1 for t in result.values())
-    with pytest.raises(ValueError, match="repeat"):
-        time_side_by_side({"a": lambda: None}, repeat=0)
+    delays = iter([0.0] * 2 + [0.06, 0.0, 0.0])  # 2 warm-up calls, then 3 timed ones
+
+    def work():
+        calls.append(1)
+        time.sleep(next(delays))
+
+    result = time_alone(work, rounds=3, warmup=2, warmup_seconds=0.0)
+    assert len(calls) == 5
+    assert result["median_ms"] < 30 <= 60 <= result["max_ms"]  # the slow call is the max, not the median
+    assert result["min_ms"] <= result["median_ms"]
+    with pytest.raises(ValueError, match="rounds"):
+        time_alone(lambda: None, rounds=0)
+
+
+def test_same_threads_sets_both_libraries_and_restores_them():
+    before_torch = torch.get_num_threads()
+    before_blas = [pool["num_threads"] for pool in threadpool_info()]
+    with same_threads(1) as pools:
+        assert torch.get_num_threads() == 1
+        assert {pool["num_threads"] for pool in pools} == {1}
+        assert any(pool["user_api"] == "blas" for pool in pools)  # NumPy's BLAS is really there
+    assert torch.get_num_threads() == before_torch
+    assert [pool["num_threads"] for pool in threadpool_info()] == before_blas
+    with pytest.raises(ValueError, match="threads"):
+        with same_threads(0):
+            pass
 
 
 def test_accuracy_part_is_skipped_cleanly_without_shared(tmp_path, monkeypatch):
@@ -51,30 +115,84 @@ def test_accuracy_part_is_skipped_cleanly_without_shared(tmp_path, monkeypatch):
 def test_every_results_token_on_the_site_resolves(docs_hook):
     hook = docs_hook("results")
     results = json.loads((REPO / "docs" / "results" / "results.json").read_text())
-    used = 0
     for page in sorted((REPO / "docs").rglob("*.md")):
-        text = page.read_text()
-        used += len(hook.TOKEN.findall(text))
-        rendered = hook.render(text, results, page.name)
+        rendered = hook.render(page.read_text(), results, page.name)
         assert "{{ results" not in rendered, page
-    assert used >= 10
 
 
 def test_results_tokens_render_values_and_refuse_unknown_names(docs_hook):
     hook = docs_hook("results")
-    results = {"trainer": {"cpu": {"ratio": 1.4567}}, "accuracy": {"models": {"m": {"final_test_accuracy": 0.98451}}}}
-    assert hook.render("{{ results:trainer.cpu.ratio:x }}", results) == "1.46×"
-    assert hook.render("{{ results:accuracy.models.m.final_test_accuracy:pct }}", results) == "98.45 %"
+    results = {"generated": "2026-01-02 03:04 UTC", "command": "python -m benchmarks",
+               "provenance": {"commit": "0123456789abcdef", "dirty": False},
+               "trainer": {"cpu": {"ratio": 1.4567}}, "accuracy": {"models": {"m": {"final_test_accuracy": 0.98451}}},
+               "conv": {"loop": [{"loop_over_torch": 1234.5}]}}
+    assert hook.render("{{ results:trainer.cpu.ratio:x }}", results, tooltips=False) == "1.46×"
+    assert hook.render("{{ results:accuracy.models.m.final_test_accuracy:pct }}", results, tooltips=False) == "98.45 %"
+    assert hook.render("{{ results:conv.loop.0.loop_over_torch:x0 }}", results, tooltips=False) == "1,234×"
+    # A measured value names its run in a tooltip; the run's own fields do not.
+    assert hook.render("{{ results:trainer.cpu.ratio:x }}", results) == (
+        '<span class="cnn-measured" title="Measured by python -m benchmarks on 2026-01-02 03:04 UTC, '
+        'commit 0123456789">1.46×</span>')
+    assert hook.render("{{ results:provenance.commit:commit }}", results) == "0123456789"
     with pytest.raises(Exception, match=r"names nothing in docs/results/results.json"):
         hook.render("{{ results:trainer.gpu.ratio }}", results)
+    with pytest.raises(Exception, match=r"names nothing"):
+        hook.render("{{ results:conv.loop.1.loop_ms }}", results)
     with pytest.raises(Exception, match="unknown results format 'pc'"):
         hook.render("{{ results:trainer.cpu.ratio:pc }}", results)
+
+
+def test_results_tables_report_what_does_not_fit(docs_hook):
+    hook = docs_hook("results")
+    row = {"layer": "l", "shape": [1, 1, 4, 4], "filters": 1, "kernel": 3, "stride": 1, "padding": 0,
+           "numpy_ms": 2.0, "torch_ms": 1.0, "ratio": 2.0}
+    assert "| l | 1×1×4×4 | 1 of 3×3 | 2.0 | 1.0 | 2.00× |" in hook.table({"conv": {"grid": [row]}}, "conv-grid")
+    broken = {key: value for key, value in row.items() if key != "torch_ms"}
+    with pytest.raises(Exception, match=r"conv-grid: row 0 of conv.grid .*KeyError: 'torch_ms'"):
+        hook.table({"conv": {"grid": [row, broken][1:]}}, "conv-grid")
+    with pytest.raises(Exception, match=r"results-table:conv-grid: docs/results/results.json has no 'conv.grid'"):
+        hook.table({"conv": {}}, "conv-grid")
+    with pytest.raises(Exception, match=r"results-table:nope is not a table; the tables are machine, conv-grid"):
+        hook.render("{{ results-table:nope }}", {})
+    assert hook.table({"accuracy": {"skipped": "no digits"}}, "accuracy") == "*Not measured in this run: no digits.*"
+    trainer = hook.table({"trainer": {"cuda": None}}, "trainer")
+    assert "| cuda | not measured (no such device" in trainer
 
 
 def test_committed_results_are_a_full_run():
     results = json.loads((REPO / "docs" / "results" / "results.json").read_text())
     assert results["quick"] is False, "docs/results must come from `python -m benchmarks`, not --quick"
-    assert re.match(r"\d{4}-\d\d-\d\d", results["generated"])
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC$", results["generated"])
+    for part in ("conv", "trainer", "accuracy", "costs"):
+        assert "skipped" not in results[part], f"{part}: {results[part].get('skipped')}"
+    assert results["costs"]["pytest_exit_code"] == 0, f"the suite failed in that run: {results['costs']['pytest_summary']}"
     for part in ("conv", "accuracy"):
-        for figure in results[part].get("figures", []):
+        for figure in results[part]["figures"]:
             assert (REPO / "docs" / "results" / figure).is_file()
+
+
+def test_committed_results_match_the_code():
+    """docs/results/results.json was measured on a clean checkout of the code as it is now."""
+    recorded = json.loads((REPO / "docs" / "results" / "results.json").read_text()).get("provenance") or {}
+    assert re.fullmatch(r"[0-9a-f]{40}", recorded.get("commit") or ""), f"no commit recorded: {recorded}"
+    assert recorded.get("dirty") is False, (
+        f"results measured on a checkout of {recorded['commit'][:10]} with uncommitted changes")
+    assert recorded.get("code_hash") == code_hash(), (
+        f"benchmarks/ or cnnlesson/ changed since commit {recorded['commit'][:10]} was measured: "
+        "re-run `python -m benchmarks` on a clean checkout and commit docs/results/")
+
+
+def test_provenance_hash_follows_the_code(tmp_path):
+    for source in ("benchmarks", "cnnlesson"):
+        (tmp_path / source / "__pycache__").mkdir(parents=True)
+        (tmp_path / source / "a.py").write_text("x = 1\n")
+    before = code_hash(tmp_path)
+    (tmp_path / "cnnlesson" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"cache")
+    (tmp_path / "cnnlesson" / "a.py").write_bytes(b"x = 1\r\n")  # a Windows checkout of the same code
+    assert code_hash(tmp_path) == before
+    (tmp_path / "benchmarks" / "a.py").write_text("x = 2\n")
+    assert code_hash(tmp_path) != before
+    here = provenance()
+    assert here["code_hash"] == code_hash() and re.fullmatch(r"[0-9a-f]{40}", here["commit"])
+    assert isinstance(here["dirty"], bool)
+    assert provenance(tmp_path)["commit"] is None or provenance(tmp_path)["commit"] == here["commit"]

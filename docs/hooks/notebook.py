@@ -200,7 +200,8 @@ def results_renderer(docs_dir: Path) -> Callable[[str, str], str]:
     results = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(results)
     measured = results.load(docs_dir)
-    return lambda text, page: results.render(text, measured, page)
+    # No tooltips: a notebook shows raw HTML titles poorly; its prose names the results page.
+    return lambda text, page: results.render(text, measured, page, tooltips=False)
 
 
 # After hooks/figures.py (its figures are embedded), before mkdocs-jupyter wraps .ipynb files.

@@ -4,22 +4,35 @@
 measured number; they name it, and this hook puts in the value:
 
 - `{{ results:accuracy.models.mnistnet.final_test_accuracy:pct }}` -> `98.45 %`
-  (formats: `pct` a fraction as a percentage, `x` a ratio as `4.44×`,
-  `int` a count with thousands separators, `ms`, `s`; none: as stored);
-- `{{ results-table:NAME }}` -> a Markdown table built from a whole part
-  (`machine`, `conv`, `trainer`, `accuracy`, `costs`).
+  (formats: `pct` a fraction as a percentage, `x` a ratio as `4.44×`, `x0`
+  a large ratio as `1,234×`, `int` a count with thousands separators, `ms`,
+  `s`, `commit` the first 10 characters of a commit, `list` items joined by
+  commas; none: as stored). A number in a path indexes a list
+  (`conv.loop.0.loop_ms`). A measured value carries a tooltip naming the
+  run that measured it (date and commit);
+- `{{ results-table:NAME }}` -> a Markdown table, one of `TABLES`.
 
-A name that is not in the file stops the build, so a page cannot quote a
-number that the benchmarks did not produce.
+Each table's schema (where its rows are in the file, its columns and how
+each cell is written) is declared once, in `TABLES`. A name that is not in
+the file, or a row that lacks a column's field, stops the build with an
+error that says which, so a page cannot quote a number that the benchmarks
+did not produce.
 """
 
+from __future__ import annotations
+
+import html
 import json
 import re
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from mkdocs.exceptions import PluginError
 
 TOKEN = re.compile(r"\{\{\s*results(-table)?:([\w.\-]+)(?::(\w+))?\s*\}\}")
+# Top-level keys that describe the run rather than measure something: quoted without a tooltip.
+RUN_KEYS = {"generated", "command", "quick", "provenance", "machine"}
+ABSENT = "__absent__"
 _results: dict = {}
 
 
@@ -35,12 +48,18 @@ def on_config(config):
 
 
 def lookup(results: dict, dotted: str):
-    """The value at a dotted path such as `trainer.cpu.ratio`."""
+    """The value at a dotted path such as `trainer.cpu.ratio` or `conv.loop.0.loop_ms` (list index).
+
+    Raises KeyError naming the path when it leads nowhere.
+    """
     value = results
     for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
             raise KeyError(dotted)
-        value = value[key]
     return value
 
 
@@ -48,82 +67,190 @@ FORMATS = {
     None: str,
     "pct": lambda v: f"{100 * v:.2f} %",
     "x": lambda v: f"{v:.2f}×",
+    "x0": lambda v: f"{v:,.0f}×",
     "int": lambda v: f"{v:,}",
     "ms": lambda v: f"{v:.1f} ms",
     "s": lambda v: f"{v:.0f} s",
+    "commit": lambda v: "unknown" if v is None else str(v)[:10],
+    "list": lambda v: ", ".join(map(str, v)),
 }
 
 
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def stamp(results: dict) -> str:
+    """Which run measured the numbers: command, date and commit (dirty tree said so)."""
+    prov = results.get("provenance") or {}
+    commit = FORMATS["commit"](prov.get("commit"))
+    dirty = " with uncommitted changes" if prov.get("dirty") else ""
+    return f"Measured by {results.get('command', 'python -m benchmarks')} on {results.get('generated', '?')}, commit {commit}{dirty}"
 
 
-def _skipped(part: dict) -> str | None:
-    return f"*Not measured in this run: {part['skipped']}.*" if "skipped" in part else None
+# ---- tables: one schema each --------------------------------------------------------------
+
+
+def _shape(row: dict) -> str:
+    return "×".join(map(str, row["shape"]))
+
+
+def _filters(row: dict) -> str:
+    text = f"{row['filters']} of {row['kernel']}×{row['kernel']}"
+    return text + (f", stride {row['stride']}" if row["stride"] != 1 else "") + (f", pad {row['padding']}" if row["padding"] else "")
+
+
+def _pm(mean_key: str, std_key: str) -> Callable[[dict], str]:
+    return lambda row: f"{100 * row[mean_key]:.2f} ± {100 * row[std_key]:.2f} %"
+
+
+def _sweeps(part: dict) -> list[dict]:
+    """The headline and both sweeps, each shape once."""
+    rows = {}
+    for row in [part["headline"], *part["batch_sweep"], *part["size_sweep"]]:
+        rows.setdefault(_shape(row), row)
+    return list(rows.values())
+
+
+def _costs(part: dict) -> list[dict]:
+    return [{"what": "mkdocs build --strict", "seconds": part["mkdocs_build_seconds"]},
+            {"what": f"pytest (the whole suite: {part['pytest_summary']})", "seconds": part["pytest_seconds"]}]
+
+
+def _machine_value(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list):  # thread pools as threadpoolctl read them
+        return "; ".join(f"{p.get('internal_api')} ({p.get('prefix')}): {p.get('num_threads')} threads" for p in value)
+    return str(value)
+
+
+def _named(part: dict) -> list[dict]:
+    """A dict of name -> row as rows with a `name` field; a None row is marked absent."""
+    return [{"name": name, ABSENT: True} if row is None else {"name": name, **row} for name, row in part.items()]
+
+
+class Table(NamedTuple):
+    """Where a table's rows are in results.json, and its columns.
+
+    `source` is a dotted path; `rows` turns what is there into a list of dicts
+    (default: the list itself). A column is (header, cell): `cell` is a format
+    string over a row's fields (`"{numpy_ms:.1f}"`) or a function of the row.
+    A row marked ABSENT (a device the machine did not have) is written as
+    its name and `absent`.
+    """
+
+    source: str
+    columns: list[tuple[str, str | Callable[[dict], str]]]
+    rows: Callable[[object], list] = list
+    absent: str = "not measured"
+
+
+RATIO = [("NumPy conv2d (ms)", "{numpy_ms:.1f}"), ("torch (ms)", "{torch_ms:.1f}"), ("NumPy ÷ torch", "{ratio:.2f}×")]
+
+TABLES: dict[str, Table] = {
+    "machine": Table("machine", [("what", "{name}"), ("value", lambda row: _machine_value(row["value"]))],
+                     rows=lambda part: [{"name": key, "value": value} for key, value in part.items()]),
+    "conv-grid": Table("conv.grid", [("layer", "{layer}"), ("input (N×C×H×W)", _shape), ("filters", _filters), *RATIO]),
+    "conv-threads": Table("conv.by_threads", [("threads, each library", "{threads}"), ("input (N×C×H×W)", _shape), *RATIO]),
+    "conv-loop": Table("conv.loop", [
+        ("image", lambda row: "×".join(map(str, row["image"]))),
+        ("kernel", lambda row: "×".join(map(str, row["kernel"]))),
+        ("lesson's loop conv2d_numpy (ms)", "{loop_ms:.2f}"),
+        ("conv2d (ms)", "{conv2d_ms:.3f}"),
+        ("torch (ms)", "{torch_ms:.3f}"),
+        ("loop ÷ conv2d", "{loop_over_conv2d:,.0f}×"),
+        ("loop ÷ torch", "{loop_over_torch:,.0f}×"),
+    ]),
+    "conv-backward": Table("conv", [
+        ("input (N×C×H×W)", lambda part: _shape(part["backward"])),
+        ("filters", lambda part: _filters(part["backward"])),
+        ("conv2d_backward (ms)", lambda part: f"{part['backward']['numpy_ms']:.1f}"),
+        ("torch autograd (ms)", lambda part: f"{part['backward']['torch_ms']:.1f}"),
+        ("NumPy ÷ torch", lambda part: f"{part['backward']['ratio']:.2f}× (target ≤ {part['targets']['backward']:g}×)"),
+    ], rows=lambda part: [part]),
+    "conv-pooling": Table("conv.pooling", [
+        ("pooling", "{pool}_pool2d"), ("layer", "{layer}"), ("input (N×C×H×W)", _shape),
+        ("window", "{kernel}×{kernel}"),
+        ("NumPy (ms)", "{numpy_ms:.2f}"), ("torch (ms)", "{torch_ms:.2f}"), ("NumPy ÷ torch", "{ratio:.2f}×"),
+    ]),
+    "conv-sweeps": Table("conv", [("input (N×C×H×W), 64 3×3 filters", _shape), *RATIO], rows=_sweeps),
+    "trainer": Table("trainer", [
+        ("device", "{name}"),
+        ("lesson's loop (images/s)", "{lesson_images_per_second:,.0f}"),
+        ("cnnlesson.train (images/s)", "{trainer_images_per_second:,.0f}"),
+        ("speed-up, one epoch", "{ratio:.2f}× (target ≥ {target:g}×)"),
+        ("counting the setup", "{ratio_first_epoch_with_setup:.2f}×"),
+        ("data", "{images_per_epoch:,} {data}, {steps} steps of {batch_size}"),
+    ], rows=_named, absent="not measured (no such device on the machine that ran the benchmarks)"),
+    "accuracy": Table("accuracy.models", [
+        ("model", "{name}"),
+        ("parameters", "{parameters:,}"),
+        ("final test accuracy, mean ± std", _pm("final_test_accuracy", "final_test_accuracy_std")),
+        ("each seed", lambda row: ", ".join(f"{100 * a:.2f} %" for a in row["final_test_accuracy_by_seed"])),
+        ("per epoch, mean (%)", lambda row: " → ".join(f"{100 * a:.2f}" for a in row["test_accuracy"])),
+        ("training time per run", "{train_seconds:.0f} s"),
+    ], rows=_named),
+    "costs": Table("costs", [("what", "{what}"), ("time", "{seconds:.0f} s")], rows=_costs),
+}
+
+
+def _cell(cell, row: dict) -> str:
+    return cell(row) if callable(cell) else cell.format_map(row)
 
 
 def table(results: dict, name: str) -> str:
-    """A Markdown table of one part of the results."""
-    part = results[name]
-    if name == "machine":
-        return _table(["what", "value"], [[k, v if v is not None else "none"] for k, v in part.items()])
-    if _skipped(part):
-        return _skipped(part)
-    if name == "conv":
-        cases = [part["headline"]] + part["batch_sweep"] + part["size_sweep"]
-        seen, rows = set(), []
-        for case in cases:
-            shape = "×".join(map(str, case["shape"]))
-            if shape not in seen:
-                seen.add(shape)
-                rows.append([shape, f"{case['numpy_ms']:.1f}", f"{case['torch_ms']:.1f}", f"{case['ratio']:.2f}×"])
-        return _table(["input (N×C×H×W), 64 3×3 filters", "NumPy conv2d (ms)", "torch conv2d (ms)", "NumPy / torch"], rows)
-    if name == "trainer":
-        rows = []
-        for device, run in part.items():
-            if run is None:
-                rows.append([device, "not measured (no such device on the machine that ran the benchmarks)", "", "", ""])
-                continue
-            rows.append([
-                device,
-                f"{run['lesson_images_per_second']:,.0f}",
-                f"{run['trainer_images_per_second']:,.0f}",
-                f"{run['ratio']:.2f}× (target ≥ {run['target']:g}×)",
-                f"{run['images_per_epoch']:,} {run['data']}, {run['steps']} steps of {run['batch_size']}",
-            ])  # fmt: skip
-        return _table(["device", "lesson's loop (images/s)", "cnnlesson.train (images/s)", "speed-up", "data"], rows)
-    if name == "accuracy":
-        epochs = part["epochs"]
-        header = ["model", "parameters"] + [f"epoch {e + 1}" for e in range(epochs)] + ["training time"]
-        rows = [
-            [name, f"{m['parameters']:,}"] + [f"{100 * a:.2f} %" for a in m["test_accuracy"]] + [f"{m['train_seconds']:.0f} s"]
-            for name, m in part["models"].items()
-        ]
-        return _table(header, rows)
-    if name == "costs":
-        return _table(
-            ["what", "time"],
-            [["mkdocs build --strict", f"{part['mkdocs_build_seconds']:.0f} s"],
-             [f"pytest (the whole suite: {part['pytest_summary']})", f"{part['pytest_seconds']:.0f} s"]],
-        )  # fmt: skip
-    raise KeyError(name)
+    """A Markdown table; PluginError saying what is missing when the file does not fit the schema."""
+    if name not in TABLES:
+        raise PluginError(f"results-table:{name} is not a table; the tables are {', '.join(TABLES)}")
+    spec = TABLES[name]
+    part = results.get(spec.source.split(".")[0])
+    if isinstance(part, dict) and "skipped" in part:
+        return f"*Not measured in this run: {part['skipped']}.*"
+    try:
+        rows = spec.rows(lookup(results, spec.source))
+    except KeyError as err:
+        raise PluginError(f"results-table:{name}: docs/results/results.json has no {err.args[0]!r}; "
+                          "re-run `python -m benchmarks`") from None
+    lines = ["| " + " | ".join(header for header, _ in spec.columns) + " |", "|" + " --- |" * len(spec.columns)]
+    for i, row in enumerate(rows):
+        if row.get(ABSENT):
+            lines.append("| " + " | ".join([row["name"], spec.absent] + [""] * (len(spec.columns) - 2)) + " |")
+            continue
+        try:
+            lines.append("| " + " | ".join(_cell(cell, row) for _, cell in spec.columns) + " |")
+        except (KeyError, TypeError, ValueError) as err:
+            raise PluginError(f"results-table:{name}: row {i} of {spec.source} in docs/results/results.json "
+                              f"does not fit the table ({type(err).__name__}: {err}); "
+                              "re-run `python -m benchmarks` or fix TABLES in docs/hooks/results.py") from None
+    return "\n".join(lines)
 
 
-def render(markdown: str, results: dict, where: str = "page") -> str:
-    """Replace every results token in `markdown` with its value or table."""
+def render(markdown: str, results: dict, where: str = "page", tooltips: bool = True) -> str:
+    """Replace every results token in `markdown` with its value or table.
+
+    With `tooltips`, a measured value is wrapped in a span whose title says
+    which run measured it (the notebook leaves them out).
+    """
+    title = html.escape(stamp(results), quote=True)
 
     def replace(match):
         is_table, dotted, fmt = match.groups()
-        try:
-            if is_table:
+        if is_table:
+            try:
                 return table(results, dotted)
-            if fmt not in FORMATS:
-                raise PluginError(f"{where}: unknown results format {fmt!r} in {match.group(0)}")
-            return FORMATS[fmt](lookup(results, dotted))
+            except PluginError as err:
+                raise PluginError(f"{where}: {err}") from None
+        if fmt not in FORMATS:
+            raise PluginError(f"{where}: unknown results format {fmt!r} in {match.group(0)}")
+        try:
+            value = lookup(results, dotted)
         except KeyError:
             raise PluginError(f"{where}: {match.group(0)} names nothing in docs/results/results.json") from None
+        try:
+            text = FORMATS[fmt](value)
+        except (TypeError, ValueError) as err:
+            raise PluginError(f"{where}: {match.group(0)}: the value {value!r} does not take the format "
+                              f"{fmt!r} ({err})") from None
+        if not tooltips or dotted.split(".")[0] in RUN_KEYS:
+            return text
+        return f'<span class="cnn-measured" title="{title}">{text}</span>'
 
     return TOKEN.sub(replace, markdown)
 
