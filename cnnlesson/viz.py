@@ -1,28 +1,24 @@
 """Figures: the lesson's feature maps, plus filters, training curves and predictions.
 
 Every function returns the matplotlib Figure and saves it (atomically) when
-given a `path`. On a machine with no display, matplotlib draws with Agg.
+given a `path`. The backend is matplotlib's own choice (Agg with no display).
 """
 
 import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
 
+# No backend is chosen here: matplotlib picks one itself (Agg when there is
+# no display) and honours MPLBACKEND, matplotlib.use() and Jupyter's inline.
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from matplotlib.figure import Figure
 
-if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("MPLBACKEND")):
-    # Headless (a server, CI, a container): draw to files, never try a window.
-    matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from cnnlesson.files import atomic_path  # noqa: E402
+from cnnlesson.files import atomic_path
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:

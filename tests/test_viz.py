@@ -134,3 +134,16 @@ def test_im2col_figure_errors():
         plot_im2col(np.zeros((2, 2)), np.ones((3, 3)))
     with pytest.raises(ValueError, match="image, kernel: expected 2-D arrays"):
         plot_im2col(np.zeros((1, 4, 4)), np.ones((2, 2)))
+
+
+def test_importing_viz_leaves_the_backend_to_the_reader():
+    """cnnlesson.viz chooses no backend: a reader's matplotlib.use() or MPLBACKEND stands."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import cnnlesson.viz; import matplotlib.pyplot as plt; "
+            "print(plt.get_backend())")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "svg"
