@@ -1,12 +1,15 @@
 """The trainer: device choice, learning, reproducibility, atomic checkpoints, resume."""
 
+import copy
+import math
+
 import pytest
 import torch
 import torch.nn as nn
 
 from cnnlesson import train as train_module
 from cnnlesson.data import TensorLoader, get_dataloaders
-from cnnlesson.models import CNNWithBN, MNISTNet
+from cnnlesson.models import CIFAR10Net, CNNWithBN, MNISTNet
 from cnnlesson.train import evaluate, get_device, load_checkpoint, save_checkpoint, train
 
 
@@ -71,8 +74,9 @@ def test_train_learns_the_standin_digits(small_loaders):
     assert set(history[0]) == {"epoch", "train_loss", "train_accuracy", "test_accuracy", "seconds", "images_per_second"}
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["test_accuracy"] > 0.5  # chance is 0.1
-    assert history[-1]["test_accuracy"] == evaluate(net, small_loaders[1])
-    assert all(r["images_per_second"] > 0 and r["seconds"] > 0 for r in history)
+    assert history[-1]["test_accuracy"] == _eval_mode_oracle(net, small_loaders[1].X, small_loaders[1].y)
+    images = len(small_loaders[0].X)
+    assert all(r["images_per_second"] == pytest.approx(images / r["seconds"]) for r in history)
 
 
 def test_seeded_runs_are_reproducible_on_cpu(small_loaders):
@@ -187,3 +191,114 @@ def test_load_checkpoint_errors(tmp_path):
     save_checkpoint(tmp_path / "mnist.pt", MNISTNet())
     with pytest.raises(ValueError, match="do not fit CNNWithBN"):
         load_checkpoint(tmp_path / "mnist.pt", CNNWithBN())
+
+
+# --- oracles: the trainer checked against plain loops written here (issue 15) ------------
+# Not evaluate() against evaluate(): each expected number below is computed by
+# hand or by the lesson's loop spelled out in the test.
+
+
+def _fixed_linear(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(6, 3))
+
+
+def test_train_epoch_loss_and_accuracy_match_a_plain_loop():
+    """Loss is the mean over images (batches weighted by size), accuracy the share right before each step."""
+    gen = torch.Generator().manual_seed(3)
+    X, y = torch.randn(10, 1, 2, 3, generator=gen), torch.randint(0, 3, (10,), generator=gen)
+    loader = TensorLoader(X, y, batch_size=4)  # batches of 4, 4 and 2: unequal sizes
+    net, oracle = _fixed_linear(), _fixed_linear()
+    history = train(net, loader, num_epochs=1, lr=0.05, device="cpu", progress=False)
+
+    optimizer = torch.optim.Adam(oracle.parameters(), lr=0.05)
+    loss_sum, correct = 0.0, 0
+    for start in range(0, 10, 4):
+        images, labels = X[start:start + 4], y[start:start + 4]
+        outputs = oracle(images)
+        loss = nn.functional.cross_entropy(outputs, labels)
+        loss_sum += loss.item() * len(labels)
+        correct += (outputs.argmax(1) == labels).sum().item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert history[0]["train_loss"] == pytest.approx(loss_sum / 10, rel=1e-6)
+    assert history[0]["train_accuracy"] == correct / 10
+    for mine, expected in zip(net.state_dict().values(), oracle.state_dict().values()):
+        torch.testing.assert_close(mine, expected)
+    assert history[0]["images_per_second"] == pytest.approx(10 / history[0]["seconds"])
+
+
+def test_train_loss_of_a_fixed_model_by_hand():
+    """Zero inputs, zero weights, bias (2, 0, 0), an lr too small to matter: the losses are known in closed form."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(2, 3))
+    nn.init.zeros_(net[1].weight)
+    with torch.no_grad():
+        net[1].bias.copy_(torch.tensor([2.0, 0.0, 0.0]))
+    X = torch.zeros(5, 1, 1, 2)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    history = train(net, TensorLoader(X, y, batch_size=2), num_epochs=1, lr=1e-9, device="cpu", progress=False)
+    # Every image gets logits (2, 0, 0): class 0 costs log(e^2 + 2) - 2, the others log(e^2 + 2).
+    right, wrong = math.log(math.exp(2) + 2) - 2, math.log(math.exp(2) + 2)
+    assert history[0]["train_loss"] == pytest.approx((2 * right + 3 * wrong) / 5, rel=1e-5)
+    assert history[0]["train_accuracy"] == 2 / 5  # every image is called class 0
+
+
+def _eval_mode_oracle(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy of a copy of `net` in eval mode, counted by hand."""
+    twin = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        return (twin(X).argmax(1) == y).sum().item() / len(y)
+
+
+@pytest.mark.parametrize(("model", "shape"), [(CNNWithBN, (1, 28, 28)), (CIFAR10Net, (3, 32, 32))])
+def test_evaluate_runs_the_net_in_eval_mode(model, shape):
+    """evaluate() equals a manual eval() forward pass, changes no running statistics, and dropout is off."""
+    torch.manual_seed(0)
+    net = model()
+    X = torch.randn(96, *shape)
+    with torch.no_grad():  # move BN's running statistics away from their start (0 and 1)
+        net.train()(X * 3 + 1)
+    # Labels = the eval-mode predictions: a net evaluated in eval mode scores exactly 1.
+    with torch.no_grad():
+        y = copy.deepcopy(net).eval()(X).argmax(1)
+    assert _eval_mode_oracle(net, X, y) == 1.0
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()  # as train() leaves it after an epoch
+    assert evaluate(net, TensorLoader(X, y, batch_size=32), device="cpu") == 1.0
+    assert same_weights(net, _with_state(model(), before)), "evaluate() changed BatchNorm's running statistics"
+    assert not net.training
+
+
+def _with_state(net: nn.Module, state: dict) -> nn.Module:
+    net.load_state_dict(state)
+    return net
+
+
+@pytest.mark.parametrize(("model", "shape"), [(CNNWithBN, (1, 28, 28)), (CIFAR10Net, (3, 32, 32))])
+def test_train_and_eval_mode_outputs_differ_where_they_should(model, shape):
+    torch.manual_seed(0)
+    net = model()
+    X = torch.randn(16, *shape)
+    with torch.no_grad():
+        net.eval()
+        # Eval mode: deterministic, and one image's output does not depend on the rest of its batch.
+        torch.testing.assert_close(net(X), net(X))
+        torch.testing.assert_close(net(X)[:1], net(X[:1]), rtol=1e-4, atol=1e-5)
+        net.train()
+        # Train mode: dropout draws new masks, BatchNorm normalises with the batch's statistics.
+        assert not torch.allclose(net(X), net(X))
+        torch.manual_seed(1)
+        whole = net(X)[:4]
+        torch.manual_seed(1)
+        part = net(X[:4])
+        assert not torch.allclose(whole, part, atol=1e-4)
+
+
+def test_trained_test_accuracy_matches_an_eval_mode_loop(small_loaders):
+    """The history's test accuracy is the eval-mode accuracy of the final weights, counted here."""
+    torch.manual_seed(0)
+    net = CNNWithBN()
+    history = train(net, *small_loaders, num_epochs=1, device="cpu", seed=0, progress=False)
+    X, y = small_loaders[1].X, small_loaders[1].y
+    assert history[-1]["test_accuracy"] == pytest.approx(_eval_mode_oracle(net, X, y), abs=1e-9)
