@@ -5,9 +5,13 @@ import shutil
 import subprocess
 
 import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets
 
 from cnnlesson.cli import main
-from cnnlesson.data import write_standin_cifar10
+from cnnlesson.data import mnist_transform, write_standin_cifar10
+from cnnlesson.models import MNISTNet
 from cnnlesson.train import load_checkpoint
 
 
@@ -31,14 +35,20 @@ def trained(mnist_root, tmp_path_factory):
     return out
 
 
-def test_train_writes_history_and_checkpoint(trained):
+def test_train_writes_history_and_checkpoint(trained, mnist_root):
     history = json.loads((trained / "history.json").read_text())
     assert isinstance(history, list) and len(history) == 1
     record = history[0]
     assert {"epoch", "train_loss", "train_accuracy", "test_accuracy", "seconds", "images_per_second"} <= set(record)
-    assert 0.0 <= record["test_accuracy"] <= 1.0 and record["epoch"] == 1
-    state = load_checkpoint(trained / "checkpoint.pt")
+    assert record["epoch"] == 1
+    net = MNISTNet()
+    state = load_checkpoint(trained / "checkpoint.pt", net)
     assert state["meta"]["model"] == "mnistnet" and state["history"] == history
+    # The recorded test accuracy is the saved weights' accuracy, counted here in eval mode.
+    test = datasets.MNIST(mnist_root, train=False, transform=mnist_transform())
+    with torch.no_grad():
+        correct = sum((net.eval()(x).argmax(1) == y).sum().item() for x, y in DataLoader(test, batch_size=256))
+    assert record["test_accuracy"] == pytest.approx(correct / len(test), abs=1e-9)
 
 
 def test_evaluate_prints_the_trained_accuracy(trained, capsys):

@@ -84,11 +84,6 @@ def test_parameter_counts(name):
     assert count_parameters(build_model(name)) == PARAMETERS[name]
 
 
-def test_lesson_counts_in_plain_numbers():
-    assert PARAMETERS["mnistnet"] == 421_642
-    assert PARAMETERS["lenet5"] == 61_706
-
-
 def test_count_parameters_skips_frozen_unless_asked():
     net = MNISTNet()
     net.conv1.requires_grad_(False)
