@@ -28,7 +28,6 @@ DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "hooks" not in p.relative_to(DOCS).parts)
 # Fence languages the site may use: python runs; the others are shown only.
 SHOWN_LANGUAGES = {"console", "text"}
-FENCE = re.compile(r"^(\s*)(`{3,})(.*)$")
 
 
 def page_id(path: Path) -> str:
@@ -114,32 +113,35 @@ def test_broken_page_fails_the_harness(tmp_path, reader_dir):
         run_block(raises)
 
 
-def fences(page: Path) -> list[tuple[int, str, str]]:
-    """(line, language, first word of the info string) of every fence that opens on `page`."""
-    found, closing = [], None
-    for lineno, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
-        m = FENCE.match(line)
-        if not m:
-            continue
-        if closing is None:
-            info = m.group(3).strip()
-            found.append((lineno, info, info.split(" ")[0]))
-            closing = m.group(2)
-        elif line.strip() == closing:
-            closing = None
-    assert closing is None, f"{page_id(page)}: a fence is never closed"
-    return found
-
-
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_fences_are_runnable_or_shown(page):
-    """Python fences open exactly as ```python (others would not run); no other language slips in."""
-    for lineno, info, language in fences(page):
-        where = f"{page_id(page)}:{lineno}"
-        if language == "python":
-            assert info == "python", f"{where}: ```{info} would not be run; open it as ```python"
+def test_fences_are_runnable_or_shown(page, docs_hook):
+    """Python fences open exactly as ```python (others would not run); no other language slips in.
+
+    The fences as docs/hooks/fences.py reads them with pytest-codeblocks, the
+    reading the notebook uses too (a fence that never closes fails there).
+    """
+    found, _ = docs_hook("fences").page_fences(page.read_text(encoding="utf-8"))
+    for fence in found:
+        where = f"{page_id(page)}:{fence.start}"
+        if fence.language == "python":
+            assert fence.info == "python", f"{where}: ```{fence.info} would not be run; open it as ```python"
         else:
-            assert language in SHOWN_LANGUAGES, f"{where}: ```{info}: use python (run), console or text (shown)"
+            assert fence.language in SHOWN_LANGUAGES, f"{where}: ```{fence.info}: use python (run), console or text (shown)"
+
+
+def test_fence_reading_follows_pytest_codeblocks(docs_hook):
+    """Roles of fences: their own block, joined by `cont`, or a block's expected output; a fence left open fails."""
+    text = ("```python\nx = 1\n\ny = 2\n```\n\n<!--pytest-codeblocks:cont-->\n\n```python\nprint(x)\n```\n\n"
+            "<!--pytest-codeblocks:expected-output-->\n\n```text title=\"Output\"\n1\n```\n\n"
+            "    ```console\n    $ ls\n    ```\n")
+    found, markers = docs_hook("fences").page_fences(text)
+    assert [(f.start, f.end, f.role, f.block, f.language) for f in found] == [
+        (1, 5, "block", 1, "python"), (9, 11, "cont", 1, "python"), (15, 17, "output", 1, "text"),
+        (19, 21, "block", 19, "console")]
+    assert found[0].lines == ["x = 1", "", "y = 2"] and found[3].lines == ["$ ls"]
+    assert markers == {7, 13}
+    with pytest.raises(RuntimeError, match="end-of-file"):
+        docs_hook("fences").page_fences("```python\nx = 1\n")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)

@@ -8,7 +8,8 @@ and the results page) and writes `.cache/notebook/lesson.ipynb`:
   the cell's metadata `cnnlesson.block` is the `page:line` id of the test
   that runs it (a fence after `<!--pytest-codeblocks:cont-->` shares the id
   of the fence it continues), so `tests/test_docs.py` can check that the
-  cells are exactly what the test suite runs;
+  cells are exactly what the test suite runs. Which fence is which comes
+  from `fences.py`, pytest-codeblocks' own reading, the one the tests use;
 - the expected output after `<!--pytest-codeblocks:expected-output-->`
   becomes that cell's output;
 - the prose becomes markdown cells: admonitions and content tabs turn into
@@ -39,14 +40,23 @@ NOTE = (
     "`pip install cnnlesson`.*"
 )
 
-FENCE = re.compile(r"^(\s*)(`{3,})(.*)$")
-MARKER = re.compile(r"^\s*<!--[-\s]*pytest-codeblocks:([\w-]+)[-\s]*-->\s*$")
 CONTAINER = re.compile(r'^(\s*)(?:!!!|\?\?\?\+?)\s+([\w-]+)(?:\s+"([^"]*)")?\s*$')
 TAB = re.compile(r'^(\s*)===\+?\s+"([^"]*)"\s*$')
 EXPLORER = re.compile(r'^\s*<div class="cnn-explorer"[^>]*></div>\s*$')
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)(\{[^}]*\})?")
 PAGE_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?!https?:)[^)\s]*\)")
 HEADING = re.compile(r"^(#{1,5}) ")
+
+
+def _sibling(name: str):
+    """Another module of docs/hooks/, loaded by its path as mkdocs loads hooks."""
+    spec = importlib.util.spec_from_file_location(f"cnnlesson_docs_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fences = _sibling("fences")  # pytest-codeblocks' reading of the fences, shared with tests/test_docs.py
 
 
 def lesson_pages(nav) -> list[str]:
@@ -76,7 +86,8 @@ def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None
     """The cells of one page; `resolve_image(url)` gives a figure's PNG bytes, or None."""
     cells, markdown, attachments = [], [], {}
     containers: list[int] = []  # body indents of the open admonitions / tabs
-    cont = expect_output = False
+    found, markers = fences.page_fences(text)
+    opening = {fence.start: fence for fence in found}
     lines = text.splitlines()
 
     def flush():
@@ -98,6 +109,17 @@ def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None
         attachments[name] = {"image/png": base64.b64encode(data).decode("ascii")}
         return f"![{alt}](attachment:{name})"
 
+    def add_fence(fence) -> None:
+        source = "\n".join(fence.lines)
+        if fence.role == "output":
+            last = next(c for c in reversed(cells) if c.cell_type == "code")
+            last.outputs = [nbformat.v4.new_output("stream", name="stdout", text=source + "\n")]
+        elif fence.info == "python":
+            flush()
+            cells.append(nbformat.v4.new_code_cell(source, metadata={"cnnlesson": {"block": f"{page}:{fence.block}"}}))
+        else:
+            markdown.extend(["`" * fence.ticks + fence.info, *fence.lines, "`" * fence.ticks])
+
     i = 0
     while i < len(lines):
         line, lineno = lines[i], i + 1
@@ -108,10 +130,11 @@ def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None
         dedent = containers[-1] if containers else 0
         body = line[min(dedent, _indent(line)):]
 
-        marker = MARKER.match(line)
-        if marker:
-            cont = cont or marker.group(1) == "cont"
-            expect_output = expect_output or marker.group(1).startswith("expected-output")
+        if lineno in markers:
+            continue
+        if lineno in opening:
+            add_fence(opening[lineno])
+            i = opening[lineno].end  # past the closing fence
             continue
         header = CONTAINER.match(line) or TAB.match(line)
         if header:
@@ -121,31 +144,6 @@ def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None
                 title = header.group(2).capitalize() if header.group(3) is None else header.group(3)
             markdown.extend([f"**{title}**", ""] if title else [])
             containers.append(_indent(line) + 4)
-            continue
-        fence = FENCE.match(line)
-        if fence:
-            spaces, ticks, lang = len(fence.group(1)), fence.group(2), fence.group(3).strip()
-            code = []
-            while i < len(lines) and lines[i].lstrip()[: len(ticks)] != ticks:
-                raw = lines[i]
-                code.append(raw[min(spaces, _indent(raw)):])
-                i += 1
-            i += 1  # the closing fence
-            source = "\n".join(code)
-            if expect_output:
-                last = next(c for c in reversed(cells) if c.cell_type == "code")
-                last.outputs = [nbformat.v4.new_output("stream", name="stdout", text=source + "\n")]
-                expect_output = False
-            elif lang == "python":
-                flush()
-                previous = next((c for c in reversed(cells) if c.cell_type == "code"), None)
-                block = previous.metadata["cnnlesson"]["block"] if cont and previous is not None else f"{page}:{lineno}"
-                cells.append(nbformat.v4.new_code_cell(source, metadata={"cnnlesson": {"block": block}}))
-                cont = False
-            else:
-                markdown.append(f"{ticks}{lang}")
-                markdown.extend(code)
-                markdown.append(ticks)
             continue
         if EXPLORER.match(line):
             markdown.append("*(The site shows an interactive explorer here.)*")
@@ -196,9 +194,7 @@ def _image_bytes(files) -> Callable[[str, str], bytes | None]:
 
 def results_renderer(docs_dir: Path) -> Callable[[str, str], str]:
     """hooks/results.py's substitution, so the notebook quotes the numbers the pages quote."""
-    spec = importlib.util.spec_from_file_location("cnnlesson_docs_results", Path(__file__).with_name("results.py"))
-    results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(results)
+    results = _sibling("results")
     measured = results.load(docs_dir)
     # No tooltips: a notebook shows raw HTML titles poorly; its prose names the results page.
     return lambda text, page: results.render(text, measured, page, tooltips=False)
