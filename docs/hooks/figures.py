@@ -7,7 +7,7 @@ figure the pages show, so none is a committed PNG:
 - `conv-relu-pool.png` and `lenet5.png`: the section 3 diagrams, drawn with
   matplotlib; LeNet-5's shapes are those its layers really produce.
 - `sobel.png`: a digit and its Sobel edges (`conv2d_numpy`, section 7).
-- `im2col.png`: the lesson's 4x4 example as one matrix product (`plot_im2col`).
+- `im2col.png`: the lesson's 3x4 example as one matrix product (`plot_im2col`).
 - `training-curves.png`, `feature-maps.png`, `filters.png`,
   `predictions.png`: an MNISTNet trained here for a few epochs on stand-in
   digits, or on real MNIST when `$CNNLESSON_DOCS_DATA` is a data root
@@ -60,8 +60,8 @@ FIGURES = (
     "conv-relu-pool.png", "lenet5.png", "sobel.png", "training-curves.png",
     "feature-maps.png", "filters.png", "predictions.png", "im2col.png",
 )  # fmt: skip
-# The lesson's 4x4 example (section 1), its lost fourth row completed as on the convolution page.
-LESSON_IMAGE = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2], [3, 4, 5, 6]])
+# The lesson's 3x4 example (section 1), as the lesson prints it.
+LESSON_IMAGE = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2]])
 LESSON_KERNEL = np.array([[1, 0], [0, 1]])
 
 # The lesson's Sobel filter (section 7).
