@@ -262,32 +262,19 @@ def test_bad_inputs_raise_clear_errors(fn, args, kwargs, error, message):
 # --- issue 11: the convolution page's first example is the lesson's, and its verbatim loop ---------
 
 import re  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-from pytest_codeblocks.main import extract_from_file  # noqa: E402
+from lesson_code import DOCS, page_blocks, page_definition  # noqa: E402
 
-CONVOLUTION_PAGE = Path(__file__).resolve().parent.parent / "docs" / "convolution.md"
 # The lesson's section 1 (../shared/lesson/07_CNN_Basics.txt): three rows of four, and its 2x2 filter.
 LESSON_INPUT = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2]]
 LESSON_FILTER = [[1, 0], [0, 1]]
 LESSON_OUTPUT = [[7, 9, 11], [5, 7, 9]]
 
 
-def page_blocks(page: Path = CONVOLUTION_PAGE) -> list:
-    """The page's python blocks, continued ones merged, as pytest-codeblocks collects them."""
-    return [block for block in extract_from_file(page) if block.syntax == "python"]
-
-
-def run_page_block(block) -> dict:
-    """Execute one page block; return its namespace."""
+def test_page_first_example_is_the_lessons_3x4_input():
+    first = page_blocks("convolution.md")[0]
     namespace = {"__name__": "__main__"}
-    exec(compile(block.code, f"<{CONVOLUTION_PAGE.name}:{block.lineno}>", "exec"), namespace)
-    return namespace
-
-
-def test_page_first_example_is_the_lessons_3x4_input(capsys):
-    first = page_blocks()[0]
-    namespace = run_page_block(first)
+    exec(compile(first.code, f"<convolution.md:{first.lineno}>", "exec"), namespace)
     np.testing.assert_array_equal(namespace["image"], LESSON_INPUT)
     np.testing.assert_array_equal(namespace["kernel"], LESSON_FILTER)
     output = conv2d_numpy(namespace["image"], namespace["kernel"])
@@ -296,24 +283,25 @@ def test_page_first_example_is_the_lessons_3x4_input(capsys):
     # The output the page prints under the block is the lesson's answer too.
     assert first.expected_output.strip().endswith("[[ 7.  9. 11.]\n [ 5.  7.  9.]]")
     # The matrix typeset above the block is the same 3x4 input.
-    text = CONVOLUTION_PAGE.read_text(encoding="utf-8")
+    text = (DOCS / "convolution.md").read_text(encoding="utf-8")
     typeset = re.search(r"\\underbrace\{\\begin\{bmatrix\}(.*?)\\end\{bmatrix\}\}_\{\\text\{Input image\}\}", text)
     rows = [[int(v) for v in row.split("&")] for row in typeset.group(1).split(r"\\")]
     assert rows == LESSON_INPUT
 
 
-def test_page_conv2d_numpy_behaves_like_the_package():
+def test_page_conv2d_numpy_behaves_like_the_package(mnist_root):
     """The lesson's loop as the page prints it, against cnnlesson.conv on digits and random images."""
-    block = next(b for b in page_blocks() if "def conv2d_numpy(image, kernel):" in b.code)
-    page_conv = {}
-    exec(block.code.split("from torchvision import datasets")[0], page_conv)  # the definition only
-    page_conv = page_conv["conv2d_numpy"]
+    from torchvision import datasets
+
+    page_conv = page_definition("convolution.md", "conv2d_numpy")
+    assert page_conv is not conv2d_numpy and page_conv.__module__ == "docs.convolution.md"
     rng = np.random.default_rng(11)
     sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
     cases = [(np.array(LESSON_INPUT), np.array(LESSON_FILTER)), (np.array(LESSON_INPUT), sobel_x[:2])]
-    digit = np.zeros((28, 28))
-    digit[6:22, 12:16] = 255.0  # a "1": a bright vertical stroke on black, as in MNIST
-    cases += [(digit, sobel_x), (digit, sobel_x.T)]
+    digits = datasets.MNIST(mnist_root, train=True)  # digits in MNIST's own file format, read by torchvision
+    for k in range(3):
+        digit = np.asarray(digits[k][0], dtype=np.float64)
+        cases += [(digit, sobel_x), (digit, sobel_x.T), (digit, rng.standard_normal((5, 5)))]
     cases += [(rng.standard_normal((h, w)), rng.standard_normal((kh, kw)))
               for h, w, kh, kw in [(28, 28, 3, 3), (7, 11, 2, 5), (5, 5, 5, 5), (9, 4, 1, 1)]]
     for image, kernel in cases:
