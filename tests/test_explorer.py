@@ -142,7 +142,7 @@ def test_stepping_highlights_the_window(explorer):
 def test_arrow_keys_and_play(explorer):
     ex = explorer("conv")  # lesson example: 2x3 output
     ex.tid("stage").focus()
-    for key, where in [("ArrowRight", (0, 1)), ("ArrowDown", (1, 1)), ("ArrowLeft", (1, 0)), ("ArrowDown", (1, 0)),
+    for key, where in [("ArrowRight", (0, 1)), ("ArrowDown", (1, 1)), ("ArrowLeft", (1, 0)),
                        ("End", (1, 2)), ("ArrowRight", (1, 2)), ("Home", (0, 0)), ("ArrowUp", (0, 0))]:
         ex.page.keyboard.press(key)
         assert ex.state()["current"] == {where}, key
