@@ -9,8 +9,8 @@ what they hold (every value read back is zero), and a real CUDA run stays
 the job of the GPU workflow.
 
 It follows CUDA's own rules: 0-dim CPU tensors (scalars) and CPU index
-tensors may meet device tensors; copies to the CPU, `.item()` and `int()`
-succeed (here they give zeros); `.numpy()` on a device tensor raises
+tensors may meet device tensors; copies to the CPU, `.item()`, `int()`
+and `.tolist()` succeed (here they give zeros); `.numpy()` on a device tensor raises
 `TypeError`, which meta tensors already do. Plain meta is not enough:
 `conv(cpu_x)` with meta weights returns a meta result instead of raising.
 
@@ -79,7 +79,16 @@ def _where() -> str:
 
 
 def _zero_scalar(tensor: torch.Tensor):
-    return False if tensor.dtype == torch.bool else 0 if not tensor.is_floating_point() and not tensor.is_complex() else 0.0
+    """What `.item()` gives here: a zero of the tensor's kind."""
+    return torch.zeros((), dtype=tensor.dtype).item()
+
+
+def _tolist(real_tolist):
+    def tolist(self):
+        # A copy to the host, done in C++ without dispatch: zeros, as for .cpu().
+        return torch.zeros(self.shape, dtype=self.dtype).tolist() if self.device == SIMULATED else real_tolist(self)
+
+    return tolist
 
 
 class SimulatedAccelerator(TorchDispatchMode):
@@ -147,5 +156,6 @@ def simulated_gpu():
     with contextlib.ExitStack() as stack:
         for module in holders:
             stack.enter_context(mock.patch.object(module, "get_device", fake))
+        stack.enter_context(mock.patch.object(torch.Tensor, "tolist", _tolist(torch.Tensor.tolist)))
         stack.enter_context(SimulatedAccelerator())
         yield

@@ -68,6 +68,9 @@ def test_cli_commands_on_simulated_gpu(sim_reader_dir, capsys):
         assert "training on meta" in capsys.readouterr().out  # the simulated GPU was used
         # Resume goes through load_checkpoint and the optimizer's own state placement.
         assert cli.main(["train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "2", "--resume", "--out", str(out), *common]) == 0
+        # The lesson's DataLoader path and LeNet-5's padded input.
+        lenet = ["--model", "lenet5", "--dataset", "mnist", "--epochs", "1", "--dataloader", "--out", str(out / "lenet5")]
+        assert cli.main(["train", *lenet, *common]) == 0
         assert cli.main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), *common]) == 0
         assert cli.main(["visualize", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(out / "figures"), *common]) == 0
     assert len(json.loads((out / "history.json").read_text())) == 2
@@ -147,7 +150,8 @@ def test_what_cuda_allows_is_allowed_and_reads_back_zeros():
         assert rows.device == SIMULATED and mask.device == SIMULATED and tuple(rows.shape) == (2, 3)
         back = y.cpu()
         assert back.device.type == "cpu" and torch.equal(back, torch.zeros(4, 3))
-        assert y.sum().item() == 0.0 and int(y.sum().long()) == 0
+        assert y.sum().item() == 0.0 and int(y.sum().long()) == 0 and y[0].tolist() == [0.0, 0.0, 0.0]
+        assert (y > 0).any().item() is False
         host = torch.ones(4, 3)
         host.copy_(y)
         assert torch.equal(host, torch.zeros(4, 3))
