@@ -34,7 +34,10 @@ try:  # private: see the module docstring
     from torch.utils._python_dispatch import TorchDispatchMode
 except ImportError as err:  # pragma: no cover - depends on the installed torch
     TorchDispatchMode = object
-    SKIP_REASON = f"simulated accelerator unavailable: torch {torch.__version__} has no torch.utils._python_dispatch.TorchDispatchMode ({err})"
+    SKIP_REASON = (
+        f"simulated accelerator unavailable: torch {torch.__version__} has no "
+        f"torch.utils._python_dispatch.TorchDispatchMode ({err})"
+    )
 else:
     SKIP_REASON = None
 
@@ -69,7 +72,10 @@ def _where() -> str:
 
     def name(frame) -> str:
         # Page blocks are compiled with the file name "<block at line N>" (N: the fence's page line).
-        place = f"line {frame.lineno} of the {frame.filename[1:-1]}" if frame.filename.startswith("<block") else f"{frame.filename}, line {frame.lineno}"
+        if frame.filename.startswith("<block"):
+            place = f"line {frame.lineno} of the {frame.filename[1:-1]}"
+        else:
+            place = f"{frame.filename}, line {frame.lineno}"
         return f"{place}: {frame.line}" if frame.line else place
 
     inner, blocks = frames[-1], [f for f in frames if f.filename.startswith("<block")]
@@ -103,8 +109,7 @@ class SimulatedAccelerator(TorchDispatchMode):
         if func is aten._local_scalar_dense.default:  # .item(), int(), float(), bool()
             return _zero_scalar(args[0])
         if func is aten._to_copy.default and torch.device(kwargs.get("device") or args[0].device).type == "cpu":
-            out = torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype)
-            return out
+            return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype)
         if func is aten.copy_.default:
             dst, src = args[0], args[1]
             if dst.device.type == "cpu" and src.device == SIMULATED:
@@ -144,15 +149,18 @@ def simulated_gpu():
 
         pytest.skip(SKIP_REASON)
     import cnnlesson
-    import cnnlesson.train
+    import cnnlesson.device
 
     for info in pkgutil.iter_modules(cnnlesson.__path__):
         if info.name != "__main__":  # importing it would run the command line
             importlib.import_module(f"cnnlesson.{info.name}")
-    real = cnnlesson.train.get_device
+    real = cnnlesson.device.get_device
     fake = _simulating(real)
     # Every cnnlesson module that imported get_device holds its own reference.
-    holders = [m for name, m in list(sys.modules.items()) if name.split(".")[0] == "cnnlesson" and getattr(m, "get_device", None) is real]
+    holders = [
+        module for name, module in list(sys.modules.items())
+        if name.split(".")[0] == "cnnlesson" and getattr(module, "get_device", None) is real
+    ]  # fmt: skip
     with contextlib.ExitStack() as stack:
         for module in holders:
             stack.enter_context(mock.patch.object(module, "get_device", fake))

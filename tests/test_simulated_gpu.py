@@ -6,9 +6,11 @@ run stays the job of the GPU workflow. Deselect with `-m "not simulated_gpu"`.
 """
 
 import dataclasses
+import importlib.util
 import json
 import linecache
 import shutil
+import sys
 
 import matplotlib.pyplot as plt
 import pytest
@@ -62,19 +64,22 @@ def test_page_block_on_simulated_gpu(block_id, block, sim_reader_dir):
 
 def test_cli_commands_on_simulated_gpu(sim_reader_dir, capsys):
     out = sim_reader_dir / "run"
-    common = ["--data-root", "data"]
+    mnistnet = ["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "data", "--out", str(out)]
+    checkpoint = ["--checkpoint", str(out / "checkpoint.pt"), "--data-root", "data"]
     with simulated_gpu():
-        assert cli.main(["train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "1", "--seed", "0", "--out", str(out), *common]) == 0
+        assert cli.main([*mnistnet, "--epochs", "1", "--seed", "0"]) == 0
         assert "training on meta" in capsys.readouterr().out  # the simulated GPU was used
-        # Resume goes through load_checkpoint and the optimizer's own state placement.
-        assert cli.main(["train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "2", "--resume", "--out", str(out), *common]) == 0
+        # Before resume loaded to the CPU, Adam's step counters stayed on the device
+        # and were read back every step (here as zeros: Adam then divided by zero).
+        assert cli.main([*mnistnet, "--epochs", "2", "--resume"]) == 0
         # The lesson's DataLoader path and LeNet-5's padded input.
-        lenet = ["--model", "lenet5", "--dataset", "mnist", "--epochs", "1", "--dataloader", "--out", str(out / "lenet5")]
-        assert cli.main(["train", *lenet, *common]) == 0
-        assert cli.main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), *common]) == 0
-        assert cli.main(["visualize", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(out / "figures"), *common]) == 0
+        lenet = ["--model", "lenet5", "--dataset", "mnist", "--data-root", "data", "--dataloader"]
+        assert cli.main(["train", *lenet, "--epochs", "1", "--out", str(out / "lenet5")]) == 0
+        assert cli.main(["evaluate", *checkpoint]) == 0
+        assert cli.main(["visualize", *checkpoint, "--out", str(out / "figures")]) == 0
     assert len(json.loads((out / "history.json").read_text())) == 2
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["feature_maps.png", "filters.png", "history.png", "predictions.png"]
+    figures = ["feature_maps.png", "filters.png", "history.png", "predictions.png"]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == figures
     # Adam's step counters were left on the CPU, as on CUDA without capturable=True.
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     steps = [s["step"] for s in state["optimizer_state"]["state"].values()]
@@ -176,6 +181,19 @@ def test_simulation_is_off_outside_the_block():
     assert torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), weight).device.type == "cpu"
     with simulated_gpu(), pytest.raises(DeviceMixError, match=r"aten\.convolution\.default .* shape \(1, 1, 4, 4\)"):
         torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), weight)
+
+
+def test_a_torch_without_the_private_module_skips_instead_of_breaking(monkeypatch):
+    import simulated_accelerator
+
+    monkeypatch.setitem(sys.modules, "torch.utils._python_dispatch", None)  # as if a future torch moved it
+    spec = importlib.util.spec_from_file_location("simulated_accelerator_without", simulated_accelerator.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.SKIP_REASON.startswith("simulated accelerator unavailable: torch ")
+    assert "torch.utils._python_dispatch.TorchDispatchMode" in module.SKIP_REASON
+    with pytest.raises(pytest.skip.Exception, match="simulated accelerator unavailable"), module.simulated_gpu():
+        pass
 
 
 def test_evaluate_puts_the_net_back_on_its_device(mnist_root):
