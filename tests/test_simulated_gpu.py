@@ -214,8 +214,12 @@ def test_in_memory_data_goes_to_the_gpu_get_device_picks(mnist_root):
         for device in (None, "auto", "cuda"):
             train_loader, test_loader = get_dataloaders("mnist", mnist_root, in_memory=True, device=device)
             assert train_loader.X.device == SIMULATED and test_loader.y.device == SIMULATED, device
+    from cnnlesson.device import get_device
+
     train_loader, _ = get_dataloaders("mnist", mnist_root, in_memory=True, device="cpu")
     assert train_loader.X.device.type == "cpu"
+    train_loader, _ = get_dataloaders("mnist", mnist_root, in_memory=True, device="auto")  # was a ValueError
+    assert train_loader.X.device == get_device("auto")
 
 
 def test_plot_im2col_takes_tensors_on_any_device():
