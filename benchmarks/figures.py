@@ -87,7 +87,7 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
     digit = np.asarray(datasets.MNIST(root, train=True)[0][0], dtype=np.float64)
     _save(plot_images({"digit": digit, "Sobel x (vertical edges)": conv2d_numpy(digit, SOBEL_X)}), out_dir / FIGURES[0])
 
-    train_loader, test_loader = get_dataloaders("mnist", root, batch_size=BATCH_SIZE, in_memory=True)
+    train_loader, test_loader = get_dataloaders("mnist", root, batch_size=BATCH_SIZE, in_memory=True, device="cpu")
     if quick:  # a few batches: the code path, not the picture
         train_loader = TensorLoader(train_loader.X[:512], train_loader.y[:512], batch_size=BATCH_SIZE, shuffle=True)
         test_loader = TensorLoader(test_loader.X[:256], test_loader.y[:256], batch_size=256)
