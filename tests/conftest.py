@@ -205,7 +205,10 @@ def site_pages(built_site) -> list[str]:
 def _watch(page, problems) -> None:
     page.on("console", lambda msg: msg.type == "error" and problems.append(f"console: {msg.text}"))
     page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-    page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url} ({req.failure})"))
+    # ERR_ABORTED is the browser cancelling a request itself (the next page load cut
+    # off the last one's favicon); a missing file shows as an HTTP error below.
+    page.on("requestfailed", lambda req: req.failure != "net::ERR_ABORTED"
+            and problems.append(f"request failed: {req.url} ({req.failure})"))
     page.on("response", lambda res: res.status >= 400 and problems.append(f"HTTP {res.status}: {res.url}"))
 
 
