@@ -67,8 +67,8 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
             loaders[pad] = get_dataloaders("mnist", root, batch_size=64, in_memory=True, pad=pad)
         train_loader, test_loader = loaders[pad]
         if quick:  # a few batches: the code path, not the number
-            train_loader = TensorLoader(train_loader.X[:256], train_loader.y[:256], batch_size=64, shuffle=True)
-            test_loader = TensorLoader(test_loader.X[:128], test_loader.y[:128], batch_size=128)
+            train_loader = TensorLoader(train_loader.X[:128], train_loader.y[:128], batch_size=64, shuffle=True)
+            test_loader = TensorLoader(test_loader.X[:64], test_loader.y[:64], batch_size=64)
         history = train(net, train_loader, test_loader, num_epochs=epochs, device="cpu", seed=seed, progress=False)
         histories[name].append((count_parameters(net), history))
     results = {}
