@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every part runs")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results", help="folder for results.json and figures")
-    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="run only these parts (the file keeps the others when they measured the same code)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {
@@ -94,9 +95,22 @@ def main(argv: list[str] | None = None) -> dict:
                 write_text_atomic(args.out / "results.json", json.dumps(interim, indent=2) + "\n")
             results[part] = runs[part]()
             tqdm.write(f"{part}: {json.dumps(results[part])[:300]}")
+    kept = _kept_parts(args.out / "results.json", results, args.only)
+    parts = {part: results.get(part, kept.get(part)) for part in PARTS if part in results or part in kept}
+    results = {**{key: value for key, value in results.items() if key not in PARTS}, **parts}
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out / 'results.json'}")
     return results
+
+
+def _kept_parts(path: Path, results: dict, measured: list[str]) -> dict:
+    """With --only, the other parts of the existing file, if that run measured this same code."""
+    if set(measured) == set(PARTS) or not path.exists():
+        return {}
+    previous = json.loads(path.read_text())
+    same = (previous.get("quick") == results["quick"]
+            and (previous.get("provenance") or {}).get("code_hash") == results["provenance"]["code_hash"])
+    return {part: previous[part] for part in PARTS if part not in measured and part in previous} if same else {}
 
 
 if __name__ == "__main__":

@@ -10,9 +10,13 @@ from pathlib import Path
 from benchmarks.realdata import REPO
 
 
-# The suite's check that docs/results/results.json matches the code fails by
-# design while the benchmarks are re-measuring it; it is left out of this run.
-STALENESS_TEST = "tests/test_benchmarks.py::test_committed_results_match_the_code"
+# The suite's checks of the committed docs/results/results.json fail by design
+# while this run is rewriting it (costs not measured yet, code hash of the old
+# run); they are left out of this run of the suite.
+COMMITTED_RESULTS_TESTS = [
+    "tests/test_benchmarks.py::test_committed_results_are_a_full_run",
+    "tests/test_benchmarks.py::test_committed_results_match_the_code",
+]
 
 
 def _timed(command: list[str], check: bool = True) -> tuple[float, str, int]:
@@ -32,13 +36,14 @@ def run(out_dir: Path, quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as site:
         build_seconds, _, _ = _timed([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", site])
     # A failing suite is recorded (and fails test_benchmarks), not raised: the other parts' numbers stay.
-    test_seconds, output, code = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                         "--deselect", STALENESS_TEST], check=False)
+    deselect = [arg for test in COMMITTED_RESULTS_TESTS for arg in ("--deselect", test)]
+    test_seconds, output, code = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *deselect],
+                                        check=False)
     summary = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?) in [\d.]+s", output, flags=re.M)
     return {
         "mkdocs_build_seconds": round(build_seconds, 1),
         "pytest_seconds": round(test_seconds, 1),
         "pytest_summary": summary[-1] if summary else output.strip().splitlines()[-1],
         "pytest_exit_code": code,
-        "pytest_deselected": [STALENESS_TEST],
+        "pytest_deselected": COMMITTED_RESULTS_TESTS,
     }

@@ -196,3 +196,14 @@ def test_provenance_hash_follows_the_code(tmp_path):
     assert here["code_hash"] == code_hash() and re.fullmatch(r"[0-9a-f]{40}", here["commit"])
     assert isinstance(here["dirty"], bool)
     assert provenance(tmp_path)["commit"] is None or provenance(tmp_path)["commit"] == here["commit"]
+
+
+def test_only_keeps_the_other_parts_of_the_same_code(tmp_path):
+    first = run_benchmarks(["--quick", "--out", str(tmp_path), "--only", "costs"])
+    assert [key for key in first if key in ("conv", "costs")] == ["costs"]
+    again = run_benchmarks(["--quick", "--out", str(tmp_path), "--only", "conv"])
+    assert again["costs"] == first["costs"] and "grid" in again["conv"]  # same code hash: costs kept
+    stale = json.loads((tmp_path / "results.json").read_text())
+    stale["provenance"]["code_hash"] = "0" * 64  # as if measured by other code
+    (tmp_path / "results.json").write_text(json.dumps(stale))
+    assert "costs" not in run_benchmarks(["--quick", "--out", str(tmp_path), "--only", "conv"])
