@@ -63,16 +63,19 @@ def test_quick_mode_runs_every_part(quick_results):
 
 
 def test_quick_results_fill_every_table_and_token(quick_results, docs_hook):
-    """Every page and table renders from a fresh run: the schemas in the hook match what the benchmarks write."""
+    """Every table renders from a fresh run: the schemas in the hook match what the benchmarks write."""
     hook = docs_hook("results")
     results, _ = quick_results
-    if "skipped" in results["accuracy"]:
-        pytest.skip("the accuracy part needs the real MNIST digits in ../shared")
-    for name in hook.TABLES:
+    for name, spec in hook.TABLES.items():
         rendered = hook.table(results, name)
-        assert rendered.count("\n") >= 2 or name == "costs", (name, rendered)  # header, rule, rows
-    for page in sorted((REPO / "docs").rglob("*.md")):
-        assert "{{ results" not in hook.render(page.read_text(), results, page.name), page
+        if "skipped" in results[spec.source.split(".")[0]]:  # costs in quick mode; accuracy without ../shared
+            assert rendered.startswith("*Not measured in this run"), name
+        else:
+            assert rendered.count("\n") >= 2, (name, rendered)  # header, rule, rows
+    # The pages quote the real-digit parts too, so they render only when those ran.
+    if not any("skipped" in results[part] for part in ("accuracy", "figures")):
+        for page in sorted((REPO / "docs").rglob("*.md")):
+            assert "{{ results" not in hook.render(page.read_text(), results, page.name), page
 
 
 def test_time_alone_warms_up_then_reports_the_median():
