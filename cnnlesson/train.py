@@ -5,7 +5,10 @@
 per-epoch history, and atomic checkpoints that a run can resume from.
 """
 
+import json
+import math
 import os
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,10 +17,19 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from cnnlesson.files import atomic_path
+from cnnlesson.files import atomic_path, write_text_atomic
+from cnnlesson.models import MODELS
 
 DEVICE_ENV = "CNNLESSON_DEVICE"
 _CHECKPOINT_KEYS = {"model_state", "optimizer_state", "history", "meta"}
+# torch.manual_seed takes at most 2**64 - 1; epoch e uses seed + e.
+_SEED_LIMIT = 2**64 - 1
+# Meta entries a resumed run must share with its checkpoint (data_root may move).
+RESUME_KEYS = ("model", "dataset", "pad", "seed", "standin")
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss or weights; the last good checkpoint is kept."""
 
 
 def _mps_available() -> bool:
@@ -33,8 +45,10 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         TypeError: `device` is neither a str nor a torch.device.
         ValueError: `device` names an unknown or unavailable device.
     """
+    name = "device"
     if device is None:
         device = os.environ.get(DEVICE_ENV) or "auto"
+        name = DEVICE_ENV if DEVICE_ENV in os.environ else name
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str):
@@ -44,11 +58,11 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     try:
         chosen = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
+        raise ValueError(f"{name}: expected 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
     if not available.get(chosen.type, False):
         have = ", ".join(name for name, ok in available.items() if ok)
-        raise ValueError(f"device: {device!r} is not available on this machine; expected one of auto, {have}")
+        raise ValueError(f"{name}: {device!r} is not available on this machine; expected one of auto, {have}")
     return chosen
 
 
@@ -132,9 +146,20 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optim
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise ValueError(f"checkpoint: {path} is not a readable torch checkpoint ({err})") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]  # weights_only errors run to many lines
+        raise ValueError(f"checkpoint: {path} is not a readable torch checkpoint ({first})") from None
     if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= state.keys():
         raise ValueError(f"checkpoint: {path} was not written by cnnlesson.train.save_checkpoint")
+    apply_checkpoint(state, net, optimizer, path)
+    return state
+
+
+def apply_checkpoint(state: dict, net: nn.Module | None = None, optimizer=None, path: str | os.PathLike = "checkpoint") -> None:
+    """Fill `net` and `optimizer` from a state that `load_checkpoint` returned (named `path` in errors).
+
+    Raises:
+        ValueError: the weights do not fit `net`.
+    """
     if net is not None:
         try:
             net.load_state_dict(state["model_state"])
@@ -143,13 +168,50 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optim
             raise ValueError(f"checkpoint: weights in {path} do not fit {type(net).__name__} ({first})") from None
     if optimizer is not None and state["optimizer_state"] is not None:
         optimizer.load_state_dict(state["optimizer_state"])
-    return state
 
 
 def _check_positive(**values) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+
+
+def _check_seed(seed, num_epochs: int) -> None:
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+    if not 0 <= seed <= _SEED_LIMIT - (num_epochs - 1):
+        raise ValueError(f"seed: expected an int from 0 to {_SEED_LIMIT - (num_epochs - 1)} (seed + epoch must fit torch.manual_seed), got {seed}")
+
+
+def _default_meta(net: nn.Module, meta: dict | None) -> dict:
+    """`meta` with the model's name filled in when it is one of the lesson's models."""
+    names = {cls: name for name, cls in MODELS.items()}
+    return {**({"model": names[type(net)]} if type(net) in names else {}), **(meta or {})}
+
+
+def _check_resume_meta(checkpoint, saved: dict, meta: dict) -> None:
+    for key in RESUME_KEYS:
+        if key in saved and key in meta and saved[key] != meta[key]:
+            raise ValueError(
+                f"resume: {checkpoint} was trained with {key}={saved[key]!r}, this run has {key}={meta[key]!r}; "
+                f"use the same {key}, or start a fresh run in another folder"
+            )
+
+
+def _diverged(record: dict, net: nn.Module) -> str | None:
+    """Why this epoch's result cannot be kept, or None."""
+    if not math.isfinite(record["train_loss"]):
+        return f"the training loss is {record['train_loss']}"
+    if not all(torch.isfinite(p).all() for p in net.parameters()):
+        return "some weights are not finite"
+    return None
+
+
+def write_history(path: str | os.PathLike, history: list[dict]) -> Path:
+    """Write `history` to `path` as strict JSON (no NaN or Infinity), atomically."""
+    return write_text_atomic(path, json.dumps(history, indent=2, allow_nan=False) + "\n")
 
 
 def train(
@@ -164,6 +226,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     meta: dict | None = None,
+    history_file: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Train `net` with Adam and cross-entropy; return one dict per epoch.
 
@@ -174,28 +237,50 @@ def train(
     shuffling and dropout of every epoch are fixed: a seeded CPU run is
     reproducible, and a run resumed from its checkpoint ends with the same
     weights as one that never stopped. With `checkpoint`, the state is saved
-    atomically after every epoch; `resume=True` continues from it (or starts
-    afresh when the file does not exist yet).
+    atomically after every epoch, with `meta` (the model's name is added for
+    the lesson's models), and `history_file` gets the history as strict JSON
+    right after. `resume=True` continues from the checkpoint (or starts
+    afresh when the file does not exist yet) with this call's `lr`; its
+    `meta` must agree with the checkpoint's on `RESUME_KEYS`.
+
+    Raises:
+        DivergedError: an epoch ended with a non-finite loss or weights; that
+            epoch is not saved, so the checkpoint keeps the last good one.
     """
     if not isinstance(net, nn.Module):
         raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
     if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
         raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
     _check_positive(lr=lr)
+    _check_seed(seed, num_epochs)
     if resume and checkpoint is None:
         raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
     device = get_device(device)
+    meta = _default_meta(net, meta)
     net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     history: list[dict] = []
     if resume and Path(checkpoint).exists():
-        history = load_checkpoint(checkpoint, net, optimizer, map_location=device)["history"]
+        state = load_checkpoint(checkpoint, map_location=device)
+        _check_resume_meta(checkpoint, state["meta"], meta)
+        apply_checkpoint(state, net, optimizer, checkpoint)
+        history = state["history"]
+        # The restored Adam state carries the old lr; this call's lr wins, and says so.
+        old_lr = optimizer.param_groups[0]["lr"]
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if old_lr != lr:
+            print(f"resume: learning rate changed from {old_lr:g} to {lr:g}", file=sys.stderr)
     for epoch in range(len(history), num_epochs):
         if seed is not None:
             torch.manual_seed(seed + epoch)
         label = f"epoch {epoch + 1}/{num_epochs}" if progress else None
         record = {"epoch": epoch + 1, **train_epoch(net, train_loader, loss_fn, optimizer, device, label)}
+        problem = _diverged(record, net)
+        if problem is not None:
+            kept = f"; {checkpoint} keeps epoch {len(history)}" if checkpoint is not None and history else ""
+            raise DivergedError(f"training diverged in epoch {epoch + 1}: {problem}{kept}; try a smaller lr (now {lr:g})")
         record["test_accuracy"] = evaluate(net, test_loader, device) if test_loader is not None else None
         history.append(record)
         if progress:
@@ -207,4 +292,6 @@ def train(
             )
         if checkpoint is not None:
             save_checkpoint(checkpoint, net, optimizer, history, meta)
+        if history_file is not None:
+            write_history(history_file, history)
     return history
