@@ -185,10 +185,10 @@ def _check_seed(seed, num_epochs: int) -> None:
         raise ValueError(f"seed: expected an int from 0 to {_SEED_LIMIT - (num_epochs - 1)} (seed + epoch must fit torch.manual_seed), got {seed}")
 
 
-def _default_meta(net: nn.Module, meta: dict | None) -> dict:
-    """`meta` with the model's name filled in when it is one of the lesson's models."""
+def _default_meta(net: nn.Module, seed: int | None, meta: dict | None) -> dict:
+    """`meta` with the seed, and the model's name when it is one of the lesson's models, filled in."""
     names = {cls: name for name, cls in MODELS.items()}
-    return {**({"model": names[type(net)]} if type(net) in names else {}), **(meta or {})}
+    return {**({"model": names[type(net)]} if type(net) in names else {}), "seed": seed, **(meta or {})}
 
 
 def _check_resume_meta(checkpoint, saved: dict, meta: dict) -> None:
@@ -237,8 +237,8 @@ def train(
     shuffling and dropout of every epoch are fixed: a seeded CPU run is
     reproducible, and a run resumed from its checkpoint ends with the same
     weights as one that never stopped. With `checkpoint`, the state is saved
-    atomically after every epoch, with `meta` (the model's name is added for
-    the lesson's models), and `history_file` gets the history as strict JSON
+    atomically after every epoch, with `meta` (the seed, and the name of
+    one of the lesson's models, are added), and `history_file` gets the history as strict JSON
     right after. `resume=True` continues from the checkpoint (or starts
     afresh when the file does not exist yet) with this call's `lr`; its
     `meta` must agree with the checkpoint's on `RESUME_KEYS`.
@@ -256,7 +256,7 @@ def train(
     if resume and checkpoint is None:
         raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
     device = get_device(device)
-    meta = _default_meta(net, meta)
+    meta = _default_meta(net, seed, meta)
     net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
