@@ -37,7 +37,8 @@ def _positive(kind):
         value = kind(text)
         # not 0 < value < inf also catches nan, which compares False to everything
         if not 0 < value < math.inf:
-            raise argparse.ArgumentTypeError(f"expected a positive finite {kind.__name__}, got {text}")
+            finite = " finite" if kind is float else ""
+            raise argparse.ArgumentTypeError(f"expected a positive{finite} {kind.__name__}, got {text}")
         return value
 
     parse.__name__ = kind.__name__
