@@ -125,6 +125,66 @@ def test_console_script_is_installed():
     assert done.returncode == 0 and "{train,evaluate,visualize}" in done.stdout
 
 
+def test_a_relative_data_root_is_stored_absolute(mnist_root, tmp_path, monkeypatch, capsys):
+    shutil.copytree(mnist_root, tmp_path / "project" / "data")
+    monkeypatch.chdir(tmp_path / "project")
+    status, _, _ = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "data",
+                       "--epochs", "1", "--device", "cpu", "--out", "run")  # fmt: skip
+    assert status == 0
+    meta = load_checkpoint(tmp_path / "project" / "run" / "checkpoint.pt")["meta"]
+    assert meta["data_root"] == str(tmp_path / "project" / "data")
+    monkeypatch.chdir(tmp_path)  # evaluate from another folder finds the data
+    status, out, err = run(capsys, "evaluate", "--checkpoint", "project/run/checkpoint.pt", "--device", "cpu")
+    assert status == 0 and out.startswith("test accuracy"), err
+
+
+def test_overwrite_starts_afresh_over_an_earlier_run(trained, mnist_root, tmp_path, capsys):
+    shutil.copytree(trained, tmp_path / "run")
+    status, out, err = run(capsys, "train", "--model", "lenet5", "--dataset", "mnist", "--data-root", str(mnist_root),
+                           "--epochs", "1", "--device", "cpu", "--overwrite", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert status == 0, err
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["meta"]["model"] == "lenet5"
+    assert json.loads((tmp_path / "run" / "history.json").read_text()) == state["history"]
+
+
+def test_evaluate_reads_the_checkpoint_once(trained, capsys, monkeypatch):
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    status, _, _ = run(capsys, "evaluate", "--checkpoint", str(trained / "checkpoint.pt"), "--device", "cpu")
+    assert status == 0 and loads == [trained / "checkpoint.pt"]
+
+
+def test_visualize_writes_all_figures_or_none(trained, tmp_path, capsys, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from cnnlesson import viz
+
+    def broken(*args, **kwargs):
+        raise ValueError("history: the last figure fails")
+
+    monkeypatch.setattr(viz, "plot_history", broken)
+    status, out, err = run(capsys, "visualize", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "fig"))
+    assert status == 1 and err == "cnnlesson visualize: error: history: the last figure fails\n"
+    assert list((tmp_path / "fig").iterdir()) == []  # not three figures of four, no temporary files
+    assert plt.get_fignums() == []  # the figures drawn before the failure were closed too
+
+
+def test_visualize_closes_its_figures(trained, tmp_path, capsys):
+    import matplotlib.pyplot as plt
+
+    status, _, _ = run(capsys, "visualize", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path))
+    assert status == 0 and plt.get_fignums() == []
+
+
+def test_the_cli_knows_every_data_set():
+    from cnnlesson.cli import CHANNELS
+    from cnnlesson.data import DATASETS
+
+    assert tuple(CHANNELS) == DATASETS
+
+
 # --- hostile input: every mistake as the user meets it, in a subprocess ----------------
 #
 # Each case starts from copies of tiny stand-in data and of one finished 1-epoch run,
