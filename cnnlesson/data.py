@@ -142,8 +142,8 @@ class StandInCIFAR10(datasets.CIFAR10):
     """
 
     def __init__(self, root, train: bool = True, transform=None, target_transform=None, download: bool = False):
-        if download:
-            raise ValueError("download: stand-in CIFAR-10 is written by write_standin_cifar10, not downloaded; got download=True")
+        # download is accepted for the same calls as the real class, and ignored:
+        # stand-in files are written by write_standin_cifar10, never fetched.
         VisionDataset.__init__(self, root, transform=transform, target_transform=target_transform)
         self.train = train
         folder = Path(self.root) / self.base_folder

@@ -178,6 +178,23 @@ def test_visualize_closes_its_figures(trained, tmp_path, capsys):
     assert status == 0 and plt.get_fignums() == []
 
 
+def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_run(trained, mnist_root, tmp_path, capsys, monkeypatch):
+    import errno
+
+    shutil.copytree(trained, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    status, _, err = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),
+                         "--epochs", "2", "--device", "cpu", "--seed", "0", "--resume", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert status == 1 and err.endswith("\ncnnlesson train: error: [Errno 28] No space left on device\n")  # after the bar
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
 def test_the_cli_knows_every_data_set():
     from cnnlesson.cli import CHANNELS
     from cnnlesson.data import DATASETS

@@ -3,6 +3,7 @@
 import os
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def test_pad_gives_lenet5_its_32x32_input(mnist_root):
 
 def test_standin_cifar10_is_read_through_the_documented_subclass(cifar_root):
     train = load_cifar10(cifar_root, train=True, standin=True)
-    test = load_cifar10(cifar_root, train=False, standin=True)
+    test = load_cifar10(cifar_root, train=False, download=True, standin=True)  # nothing to download
     assert isinstance(train, StandInCIFAR10) and isinstance(train, datasets.CIFAR10)
     assert (len(train), len(test)) == (200, 100)
     assert tuple(train.classes) == CIFAR10_CLASSES
@@ -207,8 +208,8 @@ def test_bad_inputs():
         get_dataloaders("cifar10", "data", pad=2)
     with pytest.raises(ValueError, match=r"pad: expected an int >= 0 \(pixels added on each side\), got -2"):
         get_dataloaders("mnist", "data", pad=-2, in_memory=True)
-    with pytest.raises(ValueError, match="download: stand-in CIFAR-10 is written by write_standin_cifar10"):
-        load_cifar10("data", standin=True, download=True)
+    with pytest.raises(DataNotFoundError, match="CIFAR-10 stand-in file .*data_batch_1 not found; write it with write_standin_cifar10"):
+        load_cifar10(Path("nowhere"), standin=True, download=True)
     with pytest.raises(ValueError, match="X, y: expected the same length, got 3 and 2"):
         TensorLoader(torch.zeros(3), torch.zeros(2))
     with pytest.raises(TypeError, match="X, y: expected torch.Tensors, got ndarray"):
