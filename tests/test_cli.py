@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,11 @@ from cnnlesson.data import TensorLoader, write_standin_cifar10, write_standin_mn
 from cnnlesson.files import LOCK_NAME, lock_folder
 from cnnlesson.models import MNISTNet
 from cnnlesson.train import load_checkpoint, train
+
+
+def last_line(err: str) -> str:
+    """The last line of stderr, after tqdm's bar (which redraws with carriage returns)."""
+    return re.split(r"[\r\n]", err.rstrip("\n"))[-1] + "\n"
 
 
 def run(capsys, *argv):
@@ -190,7 +196,7 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_run(trained, mnis
     monkeypatch.setattr(torch, "save", full)
     status, _, err = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),
                          "--epochs", "2", "--device", "cpu", "--seed", "0", "--resume", "--out", str(tmp_path / "run"))  # fmt: skip
-    assert status == 1 and err.endswith("\ncnnlesson train: error: [Errno 28] No space left on device\n")  # after the bar
+    assert status == 1 and last_line(err) == "cnnlesson train: error: [Errno 28] No space left on device\n"
     assert "Traceback" not in err
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
 
@@ -350,7 +356,7 @@ def test_hostile_input_gets_one_line_and_loses_nothing(case, hostile_runs):
     err = result.stderr
     assert "Traceback" not in err, err
     # When a run had started, tqdm's bar and notes come first: the error is the last line.
-    last = err if case.upfront else err[err.rstrip("\n").rfind("\n") + 1 :]
+    last = err if case.upfront else last_line(err)
     assert result.returncode == case.status, err
     assert last.count("\n") == 1 and last.startswith("cnnlesson"), err
     assert case.message.format(tmp=tmp, run=tmp / "run") in last
