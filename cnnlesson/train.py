@@ -17,10 +17,10 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from cnnlesson.device import DEVICE_ENV, get_device  # noqa: F401 - re-exported: the pages import it from here
 from cnnlesson.files import atomic_path, write_text_atomic
 from cnnlesson.models import MODELS
 
-DEVICE_ENV = "CNNLESSON_DEVICE"
 _CHECKPOINT_KEYS = {"model_state", "optimizer_state", "history", "meta"}
 # torch.manual_seed takes at most 2**64 - 1; epoch e uses seed + e.
 _SEED_LIMIT = 2**64 - 1
@@ -30,40 +30,6 @@ RESUME_KEYS = ("model", "dataset", "pad", "seed", "standin")
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss or weights; the last good checkpoint is kept."""
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def get_device(device: str | torch.device | None = None) -> torch.device:
-    """Pick the device: the argument, else `$CNNLESSON_DEVICE`, else CUDA, MPS, CPU.
-
-    "auto" (or nothing) takes the first available of CUDA, MPS and CPU.
-
-    Raises:
-        TypeError: `device` is neither a str nor a torch.device.
-        ValueError: `device` names an unknown or unavailable device.
-    """
-    name = "device"
-    if device is None:
-        device = os.environ.get(DEVICE_ENV) or "auto"
-        name = DEVICE_ENV if DEVICE_ENV in os.environ else name
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise TypeError(f"device: expected a str such as 'cpu' or 'cuda', got {type(device).__name__}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"{name}: expected 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
-    if not available.get(chosen.type, False):
-        have = ", ".join(name for name, ok in available.items() if ok)
-        raise ValueError(f"{name}: {device!r} is not available on this machine; expected one of auto, {have}")
-    return chosen
 
 
 def _model_device(net: nn.Module) -> torch.device:
@@ -106,17 +72,26 @@ def train_epoch(net: nn.Module, loader: Iterable, loss_fn, optimizer, device: to
 
 @torch.no_grad()
 def evaluate(net: nn.Module, loader: Iterable, device: str | torch.device | None = None) -> float:
-    """Return the accuracy (0..1) of `net` on `loader`, on `net`'s device unless given."""
-    device = get_device(device) if device is not None else _model_device(net)
+    """Return the accuracy (0..1) of `net` on `loader`, on `net`'s device unless given.
+
+    With a `device` other than the net's, the net is moved there for the
+    count and moved back afterwards; its train/eval mode is put back too.
+    """
+    home, was_training = _model_device(net), net.training
+    device = get_device(device) if device is not None else home
     net.to(device).eval()
-    correct, seen = 0, 0
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        correct += (net(images).argmax(1) == labels).sum().item()
-        seen += len(labels)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    try:
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            correct += (net(images).argmax(1) == labels).sum()
+            seen += len(labels)
+    finally:
+        net.to(home).train(was_training)
     if seen == 0:
         raise ValueError("loader: expected at least one batch, got none")
-    return correct / seen
+    return correct.item() / seen  # one wait for the device, not one per batch
 
 
 def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer=None, history: list | None = None, meta: dict | None = None) -> Path:
@@ -204,7 +179,8 @@ def _diverged(record: dict, net: nn.Module) -> str | None:
     """Why this epoch's result cannot be kept, or None."""
     if not math.isfinite(record["train_loss"]):
         return f"the training loss is {record['train_loss']}"
-    if not all(torch.isfinite(p).all() for p in net.parameters()):
+    # One check for all weights: one wait for the GPU per epoch, not one per tensor.
+    if not torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all().item():
         return "some weights are not finite"
     return None
 
@@ -236,12 +212,16 @@ def train(
     With `seed`, epoch `e` starts from `torch.manual_seed(seed + e)`, so the
     shuffling and dropout of every epoch are fixed: a seeded CPU run is
     reproducible, and a run resumed from its checkpoint ends with the same
-    weights as one that never stopped. With `checkpoint`, the state is saved
-    atomically after every epoch, with `meta` (the seed, and the name of
-    one of the lesson's models, are added), and `history_file` gets the history as strict JSON
-    right after. `resume=True` continues from the checkpoint (or starts
-    afresh when the file does not exist yet) with this call's `lr`; its
-    `meta` must agree with the checkpoint's on `RESUME_KEYS`.
+    weights as one that never stopped. On CUDA that holds only after
+    `cnnlesson.device.set_deterministic()` (the CLI's `--deterministic`):
+    by default cuDNN picks nondeterministic algorithms and TF32 rounding.
+
+    With `checkpoint`, the state is saved atomically after every epoch, with
+    `meta` (the seed, and the name of one of the lesson's models, are
+    added), and `history_file` gets the history as strict JSON right after.
+    `resume=True` continues from the checkpoint (or starts afresh when the
+    file does not exist yet) with this call's `lr`; its `meta` must agree
+    with the checkpoint's on `RESUME_KEYS`.
 
     Raises:
         DivergedError: an epoch ended with a non-finite loss or weights; that
@@ -262,7 +242,10 @@ def train(
     loss_fn = nn.CrossEntropyLoss()
     history: list[dict] = []
     if resume and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, map_location=device)
+        # Load to the CPU: load_state_dict copies the weights to the net's device, and
+        # the optimizer puts each state where it belongs (Adam keeps its step
+        # counters on the CPU; on the GPU, reading them would wait every step).
+        state = load_checkpoint(checkpoint, map_location="cpu")
         _check_resume_meta(checkpoint, state["meta"], meta)
         apply_checkpoint(state, net, optimizer, checkpoint)
         history = state["history"]
