@@ -180,7 +180,7 @@ def _diverged(record: dict, net: nn.Module) -> str | None:
     if not math.isfinite(record["train_loss"]):
         return f"the training loss is {record['train_loss']}"
     # One check for all weights: one wait for the GPU per epoch, not one per tensor.
-    if not torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all().item():
+    if torch.stack([(~torch.isfinite(p)).sum() for p in net.parameters()]).sum().item() > 0:
         return "some weights are not finite"
     return None
 
@@ -220,8 +220,9 @@ def train(
     `meta` (the seed, and the name of one of the lesson's models, are
     added), and `history_file` gets the history as strict JSON right after.
     `resume=True` continues from the checkpoint (or starts afresh when the
-    file does not exist yet) with this call's `lr`; its `meta` must agree
-    with the checkpoint's on `RESUME_KEYS`.
+    file does not exist yet) with this call's `lr`, and with the
+    checkpoint's seed when `seed` is None; its `meta` must agree with the
+    checkpoint's on `RESUME_KEYS`.
 
     Raises:
         DivergedError: an epoch ended with a non-finite loss or weights; that
@@ -246,6 +247,11 @@ def train(
         # the optimizer puts each state where it belongs (Adam keeps its step
         # counters on the CPU; on the GPU, reading them would wait every step).
         state = load_checkpoint(checkpoint, map_location="cpu")
+        if seed is None and state["meta"].get("seed") is not None:
+            # No seed given: continue the seeded run as it began, not unseeded.
+            seed = meta["seed"] = state["meta"]["seed"]
+            _check_seed(seed, num_epochs)
+            print(f"resume: with the checkpoint's seed {seed}", file=sys.stderr)
         _check_resume_meta(checkpoint, state["meta"], meta)
         apply_checkpoint(state, net, optimizer, checkpoint)
         history = state["history"]

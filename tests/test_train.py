@@ -291,6 +291,22 @@ def test_resume_refuses_a_checkpoint_of_another_model_or_seed(small_loaders, tmp
     assert ckpt.read_bytes() != before  # the last case wrote its own checkpoint first
 
 
+def test_resume_without_a_seed_continues_with_the_checkpoints(mnist_root, tmp_path, capsys):
+    loader, _ = get_dataloaders("mnist", mnist_root, batch_size=256)
+    torch.manual_seed(0)
+    straight = CNNWithBN()
+    initial = {k: v.clone() for k, v in straight.state_dict().items()}
+    train(straight, loader, num_epochs=2, device="cpu", seed=5, progress=False)
+    first = CNNWithBN()
+    first.load_state_dict(initial)
+    train(first, loader, num_epochs=1, device="cpu", seed=5, checkpoint=tmp_path / "c.pt", progress=False)
+    capsys.readouterr()
+    resumed = CNNWithBN()
+    train(resumed, loader, num_epochs=2, device="cpu", checkpoint=tmp_path / "c.pt", resume=True, progress=False)
+    assert capsys.readouterr().err == "resume: with the checkpoint's seed 5\n"
+    assert same_weights(straight, resumed) and load_checkpoint(tmp_path / "c.pt")["meta"]["seed"] == 5
+
+
 def test_library_checkpoints_record_the_model_and_seed(small_loaders, tmp_path):
     train(MNISTNet(), small_loaders[0], num_epochs=1, seed=2, device="cpu", checkpoint=tmp_path / "c.pt", progress=False)
     assert load_checkpoint(tmp_path / "c.pt")["meta"] == {"model": "mnistnet", "seed": 2}
