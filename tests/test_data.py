@@ -23,7 +23,6 @@ from cnnlesson.data import (
     mnist_padding,
     mnist_transform,
     to_tensors,
-    write_standin_cifar10,
     write_standin_mnist,
 )
 
