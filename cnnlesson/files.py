@@ -157,8 +157,9 @@ def lock_folder(folder: str | os.PathLike) -> Iterator[Path]:
             with contextlib.suppress(OSError):  # Windows forbids reading a locked byte
                 holder = os.read(fd, 64).decode("ascii", "replace").strip() or holder
             raise FolderLockedError(f"{folder} is in use by another cnnlesson run (pid {holder})")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):  # the PID is only for the message above
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         yield folder
     finally:
         os.close(fd)  # closing releases the lock

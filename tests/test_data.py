@@ -1,6 +1,5 @@
 """Stand-in data read by torchvision's real classes; the lesson's transforms; clear errors."""
 
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -85,13 +84,13 @@ def test_a_marker_file_does_not_switch_off_the_md5_check(cifar_root):
 
 
 class _Payload:
-    """A pickle that, when loaded, creates the folder `path`: proof that code ran."""
+    """A pickle that, when loaded, creates the file `path`: proof that code ran."""
 
     def __init__(self, path):
         self.path = str(path)
 
     def __reduce__(self):
-        return os.mkdir, (self.path,)
+        return open, (self.path, "w")
 
 
 @pytest.mark.parametrize("standin", [False, True])
@@ -108,8 +107,8 @@ def test_a_forged_cifar_pickle_runs_no_code(tmp_path, cifar_root, standin, name)
     assert f"{name} is corrupt" in str(info.value) or not standin
     # Without the restriction the same file does run code: the test can fail.
     with open(tmp_path / "root" / "cifar-10-batches-py" / name, "rb") as f:
-        pickle.load(f)
-    assert proof.exists()
+        pickle.load(f).close()
+    assert proof.is_file()
 
 
 def _rewrite(path, edit):
