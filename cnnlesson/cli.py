@@ -1,54 +1,83 @@
 """`cnnlesson train | evaluate | visualize`: the command line, wiring the modules.
 
-Bad flags exit with status 2 (argparse's message); missing data or a bad
-checkpoint exit with status 1 and one line saying what is wrong.
+Every mistake gets one line on stderr, before any training where it can be
+known up front: bad flags exit with status 2; missing or corrupt data, a bad
+checkpoint, an unwritable `--out`, a locked `--out` or a run that diverges
+exit with status 1.
 """
 
 import argparse
-import json
+import contextlib
+import math
 import sys
 from pathlib import Path
 
 import torch
 
-from cnnlesson import data, models, viz
+from cnnlesson import models
 from cnnlesson.device import set_deterministic
-from cnnlesson.files import write_text_atomic
-from cnnlesson.train import evaluate, get_device, load_checkpoint, train
+from cnnlesson.files import atomic_path, lock_folder
+from cnnlesson.train import apply_checkpoint, evaluate, get_device, load_checkpoint, train, write_history
 
+# `data` (torchvision) and `viz` (matplotlib) are imported by the commands that
+# use them, so that a mistake on the command line is reported in a second, not
+# after seconds of imports. The keys are data.DATASETS (a test checks).
 CHANNELS = {"mnist": 1, "cifar10": 3}
+SEED_MAX = 2**63 - 1  # leaves room for seed + epoch within torch.manual_seed's range
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive(kind):
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text}")
+        # not 0 < value < inf also catches nan, which compares False to everything
+        if not 0 < value < math.inf:
+            finite = " finite" if kind is float else ""
+            raise argparse.ArgumentTypeError(f"expected a positive{finite} {kind.__name__}, got {text}")
         return value
 
     parse.__name__ = kind.__name__
     return parse
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an int from 0 to {SEED_MAX}, got {text}")
+    return value
+
+
+_seed.__name__ = "int"
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, help="folder holding MNIST/ or cifar-10-batches-py/")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    p.add_argument(
+        "--device", default=None,
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps; default: $CNNLESSON_DEVICE, else auto",
+    )  # fmt: skip
     p.add_argument("--download", action="store_true", help="download the data set if it is missing")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `cnnlesson` command."""
-    parser = argparse.ArgumentParser(prog="cnnlesson", description="Train, evaluate and look inside the lesson's CNNs.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="cnnlesson", description="Train, evaluate and look inside the lesson's CNNs.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = commands.add_parser("train", help="train a model; write OUT/history.json and OUT/checkpoint.pt")
     p.add_argument("--model", required=True, choices=sorted(models.MODELS))
-    p.add_argument("--dataset", required=True, choices=data.DATASETS)
+    p.add_argument("--dataset", required=True, choices=list(CHANNELS))
     p.add_argument("--epochs", type=_positive(int), required=True)
     p.add_argument("--batch-size", type=_positive(int), default=64)
     p.add_argument("--lr", type=_positive(float), default=0.001)
     p.add_argument(
-        "--seed", type=int, default=None,
+        "--seed", type=_seed, default=None,
         help="seed the weights and each epoch: a reproducible run on the CPU; on a GPU add --deterministic",
     )  # fmt: skip
     p.add_argument(
@@ -57,10 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
         "but train slower (no effect on the CPU, which is deterministic already)",
     )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over an earlier run in OUT")
     p.add_argument(
         "--dataloader", action="store_true",
         help="feed batches with the lesson's DataLoader (per-sample transforms every epoch) "
         "instead of tensors decoded once into memory",
+    )  # fmt: skip
+    p.add_argument(
+        "--standin", action="store_true",
+        help="read stand-in CIFAR-10 written by cnnlesson.data.write_standin_cifar10 (tests and docs)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="folder for history.json and checkpoint.pt")
     _add_common(p)
@@ -76,28 +110,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_train(args, parser, device) -> int:
+def _check_flags(args, parser) -> None:
+    """Everything about `train`'s flags that is wrong before any file is read."""
     if args.data_root is None:
-        parser.error("train: the following arguments are required: --data-root")
+        parser.error("the following arguments are required: --data-root")
     if models.MODELS[args.model].input_shape[0] != CHANNELS[args.dataset]:
         fits = [m for m, cls in sorted(models.MODELS.items()) if cls.input_shape[0] == CHANNELS[args.dataset]]
         parser.error(f"--model {args.model} does not take {args.dataset} images; for {args.dataset} use one of {fits}")
-    if args.deterministic:
-        set_deterministic()
-    if args.seed is not None:
-        torch.manual_seed(args.seed)  # the initial weights
-    net = models.build_model(args.model)
-    pad = data.mnist_padding(net.input_shape) if args.dataset == "mnist" else 0
-    train_loader, test_loader = data.get_dataloaders(
-        args.dataset, args.data_root, args.batch_size, download=args.download,
-        pad=pad, in_memory=not args.dataloader, device=device,
-    )  # fmt: skip
-    meta = {"model": args.model, "dataset": args.dataset, "pad": pad, "data_root": str(args.data_root), "seed": args.seed}
-    history = train(
-        net, train_loader, test_loader, num_epochs=args.epochs, lr=args.lr, device=device,
-        seed=args.seed, checkpoint=args.out / "checkpoint.pt", resume=args.resume, meta=meta,
-    )  # fmt: skip
-    write_text_atomic(args.out / "history.json", json.dumps(history, indent=2) + "\n")
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite contradict each other; pass one")
+    if args.standin and args.dataset != "cifar10":
+        parser.error("--standin reads stand-in CIFAR-10; stand-in MNIST needs no flag")
+    earlier = [p.name for p in (args.out / "checkpoint.pt", args.out / "history.json") if p.exists()]
+    if earlier and not (args.resume or args.overwrite):
+        parser.error(f"--out {args.out} already holds a run ({', '.join(earlier)}); pass --resume to continue it or --overwrite to replace it")
+
+
+def _cmd_train(args, parser, device) -> int:
+    _check_flags(args, parser)
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out: {args.out} is a file, not a folder")
+    # The lock also proves, before any work, that --out can be created and written.
+    with lock_folder(args.out):
+        from cnnlesson import data
+
+        if args.deterministic:
+            set_deterministic()
+        if args.seed is not None:
+            torch.manual_seed(args.seed)  # the initial weights
+        net = models.build_model(args.model)
+        pad = data.mnist_padding(net.input_shape) if args.dataset == "mnist" else 0
+        train_loader, test_loader = data.get_dataloaders(
+            args.dataset, args.data_root, args.batch_size, download=args.download,
+            pad=pad, in_memory=not args.dataloader, device=device, standin=args.standin,
+        )  # fmt: skip
+        meta = {
+            "model": args.model, "dataset": args.dataset, "pad": pad, "seed": args.seed, "standin": args.standin,
+            "data_root": str(args.data_root.resolve()),  # absolute: evaluate may run from another folder
+        }  # fmt: skip
+        history = train(
+            net, train_loader, test_loader, num_epochs=args.epochs, lr=args.lr, device=device, seed=args.seed,
+            checkpoint=args.out / "checkpoint.pt", resume=args.resume, meta=meta, history_file=args.out / "history.json",
+        )  # fmt: skip
+        write_history(args.out / "history.json", history)  # also when a resumed run had no epoch left to do
     last = history[-1]
     seconds = sum(r["seconds"] for r in history)
     print(f"test accuracy {last['test_accuracy']:.4f} after {last['epoch']} epochs ({seconds:.1f} s of training on {device})")
@@ -106,13 +161,28 @@ def _cmd_train(args, parser, device) -> int:
 
 
 def _restore(args, device):
-    """Rebuild the checkpoint's model and its test loader."""
+    """Rebuild the checkpoint's model (one read of the file) and its test loader."""
+    from cnnlesson import data
+
     state = load_checkpoint(args.checkpoint)
     meta = state["meta"]
+    for key, how in (("model", "the model's name"), ("dataset", "'mnist' or 'cifar10'")):
+        if key not in meta:
+            raise ValueError(
+                f"checkpoint: {args.checkpoint} does not record meta['{key}'] ({how}); "
+                "save it with train(..., meta={'model': ..., 'dataset': ..., 'data_root': ...})"
+            )
+    if meta["model"] not in models.MODELS:
+        raise ValueError(f"checkpoint: {args.checkpoint} holds model {meta['model']!r}, expected one of {sorted(models.MODELS)}")
+    root = args.data_root or meta.get("data_root")
+    if root is None:
+        raise ValueError(f"checkpoint: {args.checkpoint} does not record where its data is (meta['data_root']); pass --data-root")
     net = models.build_model(meta["model"])
-    load_checkpoint(args.checkpoint, net)
-    root = args.data_root or meta["data_root"]
-    _, test_loader = data.get_dataloaders(meta["dataset"], root, download=args.download, pad=meta["pad"])
+    apply_checkpoint(state, net, path=args.checkpoint)
+    pad = meta.get("pad", data.mnist_padding(net.input_shape) if meta["dataset"] == "mnist" else 0)
+    _, test_loader = data.get_dataloaders(
+        meta["dataset"], root, download=args.download, pad=pad, standin=meta.get("standin", False)
+    )  # fmt: skip
     return state, net.to(device), test_loader
 
 
@@ -123,7 +193,19 @@ def _cmd_evaluate(args, parser, device) -> int:
     return 0
 
 
+def _check_writable(folder: Path) -> None:
+    """Create `folder` and write a file in it, so a bad --out fails before any work."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out: {folder} is a file, not a folder")
+    with atomic_path(folder / ".cnnlesson-write-test") as tmp:
+        tmp.write_bytes(b"")
+    (folder / ".cnnlesson-write-test").unlink()
+
+
 def _cmd_visualize(args, parser, device) -> int:
+    from cnnlesson import data, viz
+
+    _check_writable(args.out)
     state, net, test_loader = _restore(args, device)
     images, labels = next(iter(test_loader))
     classes = data.CIFAR10_CLASSES if state["meta"]["dataset"] == "cifar10" else None
@@ -133,8 +215,12 @@ def _cmd_visualize(args, parser, device) -> int:
         "predictions.png": lambda p: viz.plot_predictions(net, images[:16], labels[:16], classes, p),
         "history.png": lambda p: viz.plot_history(state["history"], p),
     }
-    for name, draw in figures.items():
-        viz.plt.close(draw(args.out / name))
+    # All or nothing: each figure goes to a temporary file, and they replace the
+    # real names only once every one of them is drawn.
+    with contextlib.ExitStack() as stack:
+        for name, draw in figures.items():
+            viz.close(draw(stack.enter_context(atomic_path(args.out / name))))
+    for name in figures:
         print(f"wrote {args.out / name}")
     return 0
 
@@ -146,12 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = get_device(args.device)
     except ValueError as err:
-        parser.error(f"--device: {err}")
+        parser.error(str(err) if args.device is None else f"--device: {err}")
     command = {"train": _cmd_train, "evaluate": _cmd_evaluate, "visualize": _cmd_visualize}[args.command]
     try:
         return command(args, parser, device)
-    except (data.DataNotFoundError, FileNotFoundError, ValueError) as err:
-        print(f"cnnlesson {args.command}: error: {err}", file=sys.stderr)
+    # OSError: unwritable --out, full disk, a lock, missing data; RuntimeError: a diverged run, torch refusing a value.
+    except (OSError, ValueError, RuntimeError) as err:
+        message = " ".join(str(err).split())  # one line, whatever the message held
+        print(f"cnnlesson {args.command}: error: {message}", file=sys.stderr)
         return 1
 
 

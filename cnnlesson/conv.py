@@ -67,6 +67,10 @@ def conv2d_numpy(image: NDArray, kernel: NDArray) -> NDArray[np.float64]:
     _check_array("kernel", kernel, 2)
     if kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]:
         raise ValueError(f"kernel of shape {kernel.shape} is larger than image of shape {image.shape}")
+    if 0 in kernel.shape:
+        raise ValueError(f"kernel must be at least 1x1, got shape {kernel.shape}")
+    # In the input's dtype, region * kernel would wrap around for uint8/int8 and overflow float16.
+    image, kernel = image.astype(np.float64), kernel.astype(np.float64)
     h, w = image.shape
     kh, kw = kernel.shape
     oh, ow = h - kh + 1, w - kw + 1
@@ -150,7 +154,7 @@ def conv2d_backward(grad_output: NDArray, x: NDArray, weight: NDArray, stride: I
 
     # The same (channels, batch * positions) matrices as the forward pass, so each product
     # below is again one matmul per group over the whole batch.
-    grad_matrix = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, out_channels // groups, -1)
+    grad_matrix = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, out_channels // groups, n * geo.out[0] * geo.out[1])
     cols = _im2col(x, kshape, geo, fill=0.0)
     # dL/dW = sum over batch and positions of grad * receptive field.
     grad_weight = np.matmul(grad_matrix, _as_matrix(cols, groups).swapaxes(-1, -2)).reshape(weight.shape)
@@ -253,6 +257,10 @@ def _conv_arrays(x: object, weight: object, bias: object, groups: object) -> tup
     _check_array("weight", weight, 4, hint=" (out_channels, in_channels // groups, kh, kw)")
     groups = _check_int("groups", groups, 1)
     out_channels, per_group = weight.shape[:2]
+    if 0 in weight.shape[2:]:
+        raise ValueError(f"weight's kernel must be at least 1x1, got weight of shape {weight.shape}")
+    if out_channels == 0:  # torch refuses this too; an empty batch (N=0) is fine
+        raise ValueError(f"weight must hold at least one filter (out_channels >= 1), got weight of shape {weight.shape}")
     if out_channels % groups:
         raise ValueError(f"groups={groups} must divide weight's out_channels, got weight of shape {weight.shape}")
     if x.shape[1] != per_group * groups:
@@ -302,12 +310,14 @@ def _pool_setup(x: object, kernel_size: object, stride: object,
 
 
 def _grouped_weight(weight: NDArray, groups: int) -> NDArray:
-    return weight.reshape(groups, weight.shape[0] // groups, -1)  # (G, O/G, C/G*kh*kw)
+    # Sizes spelt out, not -1: reshape cannot infer an axis of an empty array (out_channels=0).
+    return weight.reshape(groups, weight.shape[0] // groups, int(np.prod(weight.shape[1:])))  # (G, O/G, C/G*kh*kw)
 
 
 def _as_matrix(cols: NDArray, groups: int) -> NDArray:
     """View `_im2col`'s columns as (G, C/G*kh*kw, N*OH*OW): free, given their memory order."""
-    return cols.transpose(1, 2, 3, 0, 4, 5).reshape(groups, -1, cols.shape[0] * cols.shape[4] * cols.shape[5])
+    rows = cols.shape[1] // groups * cols.shape[2] * cols.shape[3]  # spelt out: -1 fails when N=0
+    return cols.transpose(1, 2, 3, 0, 4, 5).reshape(groups, rows, cols.shape[0] * cols.shape[4] * cols.shape[5])
 
 
 def _tap_slices(i: int, j: int, geo: _Geometry) -> tuple[slice, slice]:

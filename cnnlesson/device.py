@@ -25,8 +25,10 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         TypeError: `device` is neither a str nor a torch.device.
         ValueError: `device` names an unknown or unavailable device.
     """
+    name = "device"  # errors name where the value came from
     if device is None:
         device = os.environ.get(DEVICE_ENV) or "auto"
+        name = DEVICE_ENV if DEVICE_ENV in os.environ else name
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str):
@@ -36,11 +38,11 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     try:
         chosen = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
+        raise ValueError(f"{name}: expected 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
     if not available.get(chosen.type, False):
         have = ", ".join(name for name, ok in available.items() if ok)
-        raise ValueError(f"device: {device!r} is not available on this machine; expected one of auto, {have}")
+        raise ValueError(f"{name}: {device!r} is not available on this machine; expected one of auto, {have}")
     return chosen
 
 

@@ -3,11 +3,24 @@
 `MNISTNet` (section 5), `CNNWithBN` (section 8) and `CIFAR10Net` (section 9)
 keep the lesson's attribute names, layers and shapes; `LeNet5` is built from
 the lesson's LeNet-5 diagram (section 3). Only torch is needed here.
+
+One addition to the lesson's code: each `forward` first checks its input's
+shape, because the lesson's `x.view(-1, ...)` would silently fold a batch of
+wrongly sized images into a different number of rows.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def check_input(net: nn.Module, x: torch.Tensor) -> None:
+    """Raise unless `x` is a (batch, *net.input_shape) tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != net.input_shape:
+        expected = ", ".join(map(str, ("batch", *net.input_shape)))
+        raise ValueError(f"x: {type(net).__name__} expects a ({expected}) batch, got shape {tuple(x.shape)}")
 
 
 class MNISTNet(nn.Module):
@@ -29,6 +42,7 @@ class MNISTNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a (batch, 1, 28, 28) batch to (batch, 10) class scores."""
+        check_input(self, x)
         # x: (batch, 1, 28, 28)
         x = F.relu(self.conv1(x))  # (batch, 32, 28, 28)
         x = self.pool1(x)  # (batch, 32, 14, 14)
@@ -57,6 +71,7 @@ class CNNWithBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a (batch, 1, 28, 28) batch to (batch, 10) class scores."""
+        check_input(self, x)
         x = self.conv1(x)
         x = self.bn1(x)
         x = F.relu(x)
@@ -103,6 +118,7 @@ class CIFAR10Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a (batch, 3, 32, 32) batch to (batch, 10) class scores."""
+        check_input(self, x)
         x = self.features(x)
         x = x.view(-1, 128 * 8 * 8)
         x = self.classifier(x)
@@ -130,6 +146,7 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a (batch, 1, 32, 32) batch to (batch, 10) class scores."""
+        check_input(self, x)
         x = self.pool1(F.relu(self.conv1(x)))  # (batch, 6, 14, 14)
         x = self.pool2(F.relu(self.conv2(x)))  # (batch, 16, 5, 5)
         x = torch.flatten(x, 1)  # (batch, 400)

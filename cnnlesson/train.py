@@ -5,7 +5,10 @@
 per-epoch history, and atomic checkpoints that a run can resume from.
 """
 
+import json
+import math
 import os
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,9 +18,18 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from cnnlesson.device import DEVICE_ENV, get_device  # noqa: F401 - re-exported: the pages import it from here
-from cnnlesson.files import atomic_path
+from cnnlesson.files import atomic_path, write_text_atomic
+from cnnlesson.models import MODELS
 
 _CHECKPOINT_KEYS = {"model_state", "optimizer_state", "history", "meta"}
+# torch.manual_seed takes at most 2**64 - 1; epoch e uses seed + e.
+_SEED_LIMIT = 2**64 - 1
+# Meta entries a resumed run must share with its checkpoint (data_root may move).
+RESUME_KEYS = ("model", "dataset", "pad", "seed", "standin")
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss or weights; the last good checkpoint is kept."""
 
 
 def _model_device(net: nn.Module) -> torch.device:
@@ -109,9 +121,20 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optim
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise ValueError(f"checkpoint: {path} is not a readable torch checkpoint ({err})") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]  # weights_only errors run to many lines
+        raise ValueError(f"checkpoint: {path} is not a readable torch checkpoint ({first})") from None
     if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= state.keys():
         raise ValueError(f"checkpoint: {path} was not written by cnnlesson.train.save_checkpoint")
+    apply_checkpoint(state, net, optimizer, path)
+    return state
+
+
+def apply_checkpoint(state: dict, net: nn.Module | None = None, optimizer=None, path: str | os.PathLike = "checkpoint") -> None:
+    """Fill `net` and `optimizer` from a state that `load_checkpoint` returned (named `path` in errors).
+
+    Raises:
+        ValueError: the weights do not fit `net`.
+    """
     if net is not None:
         try:
             net.load_state_dict(state["model_state"])
@@ -120,13 +143,51 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optim
             raise ValueError(f"checkpoint: weights in {path} do not fit {type(net).__name__} ({first})") from None
     if optimizer is not None and state["optimizer_state"] is not None:
         optimizer.load_state_dict(state["optimizer_state"])
-    return state
 
 
 def _check_positive(**values) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+
+
+def _check_seed(seed, num_epochs: int) -> None:
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+    if not 0 <= seed <= _SEED_LIMIT - (num_epochs - 1):
+        raise ValueError(f"seed: expected an int from 0 to {_SEED_LIMIT - (num_epochs - 1)} (seed + epoch must fit torch.manual_seed), got {seed}")
+
+
+def _default_meta(net: nn.Module, seed: int | None, meta: dict | None) -> dict:
+    """`meta` with the seed, and the model's name when it is one of the lesson's models, filled in."""
+    names = {cls: name for name, cls in MODELS.items()}
+    return {**({"model": names[type(net)]} if type(net) in names else {}), "seed": seed, **(meta or {})}
+
+
+def _check_resume_meta(checkpoint, saved: dict, meta: dict) -> None:
+    for key in RESUME_KEYS:
+        if key in saved and key in meta and saved[key] != meta[key]:
+            raise ValueError(
+                f"resume: {checkpoint} was trained with {key}={saved[key]!r}, this run has {key}={meta[key]!r}; "
+                f"use the same {key}, or start a fresh run in another folder"
+            )
+
+
+def _diverged(record: dict, net: nn.Module) -> str | None:
+    """Why this epoch's result cannot be kept, or None."""
+    if not math.isfinite(record["train_loss"]):
+        return f"the training loss is {record['train_loss']}"
+    # One check for all weights: one wait for the GPU per epoch, not one per tensor.
+    if torch.stack([(~torch.isfinite(p)).sum() for p in net.parameters()]).sum().item() > 0:
+        return "some weights are not finite"
+    return None
+
+
+def write_history(path: str | os.PathLike, history: list[dict]) -> Path:
+    """Write `history` to `path` as strict JSON (no NaN or Infinity), atomically."""
+    return write_text_atomic(path, json.dumps(history, indent=2, allow_nan=False) + "\n")
 
 
 def train(
@@ -141,6 +202,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     meta: dict | None = None,
+    history_file: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Train `net` with Adam and cross-entropy; return one dict per epoch.
 
@@ -152,18 +214,30 @@ def train(
     reproducible, and a run resumed from its checkpoint ends with the same
     weights as one that never stopped. On CUDA that holds only after
     `cnnlesson.device.set_deterministic()` (the CLI's `--deterministic`):
-    by default cuDNN picks nondeterministic algorithms and TF32 rounding. With `checkpoint`, the state is saved
-    atomically after every epoch; `resume=True` continues from it (or starts
-    afresh when the file does not exist yet).
+    by default cuDNN picks nondeterministic algorithms and TF32 rounding.
+
+    With `checkpoint`, the state is saved atomically after every epoch, with
+    `meta` (the seed, and the name of one of the lesson's models, are
+    added), and `history_file` gets the history as strict JSON right after.
+    `resume=True` continues from the checkpoint (or starts afresh when the
+    file does not exist yet) with this call's `lr`, and with the
+    checkpoint's seed when `seed` is None; its `meta` must agree with the
+    checkpoint's on `RESUME_KEYS`.
+
+    Raises:
+        DivergedError: an epoch ended with a non-finite loss or weights; that
+            epoch is not saved, so the checkpoint keeps the last good one.
     """
     if not isinstance(net, nn.Module):
         raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
     if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
         raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
     _check_positive(lr=lr)
+    _check_seed(seed, num_epochs)
     if resume and checkpoint is None:
         raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
     device = get_device(device)
+    meta = _default_meta(net, seed, meta)
     net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -172,12 +246,30 @@ def train(
         # Load to the CPU: load_state_dict copies the weights to the net's device, and
         # the optimizer puts each state where it belongs (Adam keeps its step
         # counters on the CPU; on the GPU, reading them would wait every step).
-        history = load_checkpoint(checkpoint, net, optimizer, map_location="cpu")["history"]
+        state = load_checkpoint(checkpoint, map_location="cpu")
+        if seed is None and state["meta"].get("seed") is not None:
+            # No seed given: continue the seeded run as it began, not unseeded.
+            seed = meta["seed"] = state["meta"]["seed"]
+            _check_seed(seed, num_epochs)
+            print(f"resume: with the checkpoint's seed {seed}", file=sys.stderr)
+        _check_resume_meta(checkpoint, state["meta"], meta)
+        apply_checkpoint(state, net, optimizer, checkpoint)
+        history = state["history"]
+        # The restored Adam state carries the old lr; this call's lr wins, and says so.
+        old_lr = optimizer.param_groups[0]["lr"]
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if old_lr != lr:
+            print(f"resume: learning rate changed from {old_lr:g} to {lr:g}", file=sys.stderr)
     for epoch in range(len(history), num_epochs):
         if seed is not None:
             torch.manual_seed(seed + epoch)
         label = f"epoch {epoch + 1}/{num_epochs}" if progress else None
         record = {"epoch": epoch + 1, **train_epoch(net, train_loader, loss_fn, optimizer, device, label)}
+        problem = _diverged(record, net)
+        if problem is not None:
+            kept = f"; {checkpoint} keeps epoch {len(history)}" if checkpoint is not None and history else ""
+            raise DivergedError(f"training diverged in epoch {epoch + 1}: {problem}{kept}; try a smaller lr (now {lr:g})")
         record["test_accuracy"] = evaluate(net, test_loader, device) if test_loader is not None else None
         history.append(record)
         if progress:
@@ -189,4 +281,6 @@ def train(
             )
         if checkpoint is not None:
             save_checkpoint(checkpoint, net, optimizer, history, meta)
+        if history_file is not None:
+            write_history(history_file, history)
     return history

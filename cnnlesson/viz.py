@@ -27,6 +27,11 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
 
 
+def close(fig: Figure) -> None:
+    """Release a figure these functions returned (pyplot keeps each one until closed)."""
+    plt.close(fig)
+
+
 def _finish(fig: Figure, path) -> Figure:
     fig.tight_layout()
     if path is not None:

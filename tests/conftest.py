@@ -1,8 +1,9 @@
 """Shared fixtures: stand-in data sets, and the built site served to a browser.
 
 Data: small stand-in MNIST and CIFAR-10 in the real on-disk formats, written
-once per session with cnnlesson's own writers, so torchvision's real parsers
-read them offline.
+once per session with cnnlesson's own writers and read offline: MNIST by
+torchvision's own parser, CIFAR-10 by `load_cifar10(root, standin=True)`
+(its md5 check would refuse stand-in files).
 
 Site (for browser tests; see tests/test_explorer.py and tests/test_site.py):
 

@@ -1,18 +1,33 @@
 """The command line end to end on stand-in data, and each bad input's exit."""
 
+import contextlib
 import json
+import os
+import pickle
+import re
 import shutil
 import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets
 
+import cnnlesson
 from cnnlesson.cli import main
-from cnnlesson.data import mnist_transform, write_standin_cifar10
+from cnnlesson.data import TensorLoader, mnist_transform, write_standin_cifar10, write_standin_mnist
+from cnnlesson.files import LOCK_NAME, lock_folder
 from cnnlesson.models import MNISTNet
-from cnnlesson.train import load_checkpoint
+from cnnlesson.train import load_checkpoint, train
+
+
+def last_line(err: str) -> str:
+    """The last line of stderr, after tqdm's bar (which redraws with carriage returns)."""
+    return re.split(r"[\r\n]", err.rstrip("\n"))[-1] + "\n"
 
 
 def run(capsys, *argv):
@@ -83,7 +98,7 @@ def test_lenet5_on_mnist_is_padded_and_cifar10net_trains(mnist_root, tmp_path, c
     write_standin_cifar10(tmp_path / "cifar", num_train=20, num_test=10)
     status, out, _ = run(capsys, "train", "--model", "cifar10net", "--dataset", "cifar10", "--data-root",
                          str(tmp_path / "cifar"), "--epochs", "1", "--batch-size", "10", "--dataloader",
-                         "--device", "cpu", "--out", str(tmp_path / "cifar-run"))  # fmt: skip
+                         "--standin", "--device", "cpu", "--out", str(tmp_path / "cifar-run"))  # fmt: skip
     assert status == 0 and "test accuracy" in out
     assert load_checkpoint(tmp_path / "cifar-run" / "checkpoint.pt")["meta"]["dataset"] == "cifar10"
 
@@ -91,7 +106,7 @@ def test_lenet5_on_mnist_is_padded_and_cifar10net_trains(mnist_root, tmp_path, c
 BAD_FLAGS = [
     (["train", "--model", "resnet", "--dataset", "mnist", "--epochs", "1", "--out", "x"], "invalid choice: 'resnet'"),
     (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "0", "--out", "x"], "--epochs: expected a positive int, got 0"),
-    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--lr", "-1", "--out", "x"], "--lr: expected a positive float, got -1"),
+    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--lr", "-1", "--out", "x"], "--lr: expected a positive finite float, got -1"),
     (["train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "1", "--out", "x"], "required: --data-root"),
     (["train", "--model", "cifar10net", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", "x"], "--model cifar10net does not take mnist images"),
     (["evaluate", "--checkpoint", "c.pt", "--device", "tpu"], "--device: device: expected 'auto', 'cpu', 'cuda' or 'mps', got 'tpu'"),
@@ -100,10 +115,10 @@ BAD_FLAGS = [
 
 
 @pytest.mark.parametrize("argv, message", BAD_FLAGS, ids=[" ".join(a[:1] + a[-3:]) for a, _ in BAD_FLAGS])
-def test_bad_flags_exit_2_with_argparse_message(argv, message, capsys):
+def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
     status, out, err = run(capsys, *argv)
     assert status == 2
-    assert message in err and "usage: cnnlesson" in err
+    assert message in err and err.count("\n") == 1 and "--help)" in err
 
 
 def test_missing_data_exits_1_with_one_line(tmp_path, capsys):
@@ -122,3 +137,238 @@ def test_missing_checkpoint_exits_1(tmp_path, capsys):
 def test_console_script_is_installed():
     done = subprocess.run([shutil.which("cnnlesson") or "cnnlesson", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "{train,evaluate,visualize}" in done.stdout
+
+
+def test_a_relative_data_root_is_stored_absolute(mnist_root, tmp_path, monkeypatch, capsys):
+    shutil.copytree(mnist_root, tmp_path / "project" / "data")
+    monkeypatch.chdir(tmp_path / "project")
+    status, _, _ = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "data",
+                       "--epochs", "1", "--device", "cpu", "--out", "run")  # fmt: skip
+    assert status == 0
+    meta = load_checkpoint(tmp_path / "project" / "run" / "checkpoint.pt")["meta"]
+    assert meta["data_root"] == str(tmp_path / "project" / "data")
+    monkeypatch.chdir(tmp_path)  # evaluate from another folder finds the data
+    status, out, err = run(capsys, "evaluate", "--checkpoint", "project/run/checkpoint.pt", "--device", "cpu")
+    assert status == 0 and out.startswith("test accuracy"), err
+
+
+def test_overwrite_starts_afresh_over_an_earlier_run(trained, mnist_root, tmp_path, capsys):
+    shutil.copytree(trained, tmp_path / "run")
+    status, out, err = run(capsys, "train", "--model", "lenet5", "--dataset", "mnist", "--data-root", str(mnist_root),
+                           "--epochs", "1", "--device", "cpu", "--overwrite", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert status == 0, err
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["meta"]["model"] == "lenet5"
+    assert json.loads((tmp_path / "run" / "history.json").read_text()) == state["history"]
+
+
+def test_evaluate_reads_the_checkpoint_once(trained, capsys, monkeypatch):
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    status, _, _ = run(capsys, "evaluate", "--checkpoint", str(trained / "checkpoint.pt"), "--device", "cpu")
+    assert status == 0 and loads == [trained / "checkpoint.pt"]
+
+
+def test_visualize_writes_all_figures_or_none(trained, tmp_path, capsys, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from cnnlesson import viz
+
+    def broken(*args, **kwargs):
+        raise ValueError("history: the last figure fails")
+
+    monkeypatch.setattr(viz, "plot_history", broken)
+    status, out, err = run(capsys, "visualize", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "fig"))
+    assert status == 1 and err == "cnnlesson visualize: error: history: the last figure fails\n"
+    assert list((tmp_path / "fig").iterdir()) == []  # not three figures of four, no temporary files
+    assert plt.get_fignums() == []  # the figures drawn before the failure were closed too
+
+
+def test_visualize_closes_its_figures(trained, tmp_path, capsys):
+    import matplotlib.pyplot as plt
+
+    status, _, _ = run(capsys, "visualize", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path))
+    assert status == 0 and plt.get_fignums() == []
+
+
+def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_run(trained, mnist_root, tmp_path, capsys, monkeypatch):
+    import errno
+
+    shutil.copytree(trained, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    status, _, err = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),
+                         "--epochs", "2", "--device", "cpu", "--seed", "0", "--resume", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert status == 1 and last_line(err) == "cnnlesson train: error: [Errno 28] No space left on device\n"
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_the_cli_knows_every_data_set():
+    from cnnlesson.cli import CHANNELS
+    from cnnlesson.data import DATASETS
+
+    assert tuple(CHANNELS) == DATASETS
+
+
+# --- hostile input: every mistake as the user meets it, in a subprocess ----------------
+#
+# Each case starts from copies of tiny stand-in data and of one finished 1-epoch run,
+# runs `python -m cnnlesson.cli ...` in its own folder, and checks: the exit status, one
+# line on stderr without a traceback, no training when the mistake is knowable up front,
+# and every file as it was (the earlier checkpoint and history included).
+
+
+
+def train_argv(*extra, model="mnistnet", epochs="1", seed="0", resume=True, out="{run}", device="cpu"):
+    """`cnnlesson train` on the case's MNIST copy; by default resuming the earlier run with its seed."""
+    argv = ["train", "--model", model, "--dataset", "mnist", "--data-root", "{mnist}", "--epochs", epochs, "--batch-size", "32"]
+    argv += ["--device", device] if device else []
+    argv += ["--seed", seed] if seed is not None else []
+    argv += ["--resume"] if resume else []
+    return argv + ["--out", out, *extra]
+
+
+CIFAR = ["train", "--model", "cifar10net", "--dataset", "cifar10", "--data-root", "{cifar}", "--epochs", "1",
+         "--batch-size", "10", "--device", "cpu", "--out", "{tmp}/new"]  # fmt: skip
+PROOF = "code-ran"  # a forged pickle creates this file if its code runs
+
+
+def _edit(relative, edit):
+    def setup(tmp, stack):
+        path = tmp / relative
+        path.write_bytes(edit(path.read_bytes()))
+
+    return setup
+
+
+def _forge_pickle(tmp, stack):
+    class Payload:
+        def __reduce__(self):
+            return open, (str(tmp / PROOF), "w")
+
+    (tmp / "cifar" / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps(Payload()))
+
+
+def _file(tmp, stack):
+    (tmp / "file").write_text("not a folder")
+
+
+def _garbage(tmp, stack):
+    (tmp / "garbage.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+
+
+def _lock_run(tmp, stack):
+    stack.enter_context(lock_folder(tmp / "run"))  # held by this test process while the case runs
+
+
+IMAGES = "mnist/MNIST/raw/train-images-idx3-ubyte"
+LABELS = "mnist/MNIST/raw/train-labels-idx1-ubyte"
+ON_LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+
+
+class Case(NamedTuple):
+    id: str
+    argv: list
+    status: int
+    message: str
+    upfront: bool = True
+    setup: object = None
+    env: dict = {}
+
+
+HOSTILE = [
+    Case("lr-inf", train_argv("--lr", "inf"), 2, "--lr: expected a positive finite float, got inf"),
+    Case("lr-nan", train_argv("--lr", "nan"), 2, "--lr: expected a positive finite float, got nan"),
+    Case("seed-overflow", train_argv(seed=str(2**64)), 2, "--seed: expected an int from 0 to 9223372036854775807"),
+    Case("seed-negative", train_argv(seed="-1", resume=False, out="{tmp}/new"), 2, "--seed: expected an int from 0 to"),
+    Case("epochs-zero", train_argv(epochs="0", resume=False, out="{tmp}/new"), 2, "--epochs: expected a positive int, got 0"),
+    Case("fresh-run-over-earlier", train_argv(resume=False), 2, "already holds a run (checkpoint.pt, history.json); pass --resume to continue it or --overwrite"),
+    Case("resume-and-overwrite", train_argv("--overwrite"), 2, "--resume and --overwrite contradict each other"),
+    Case("device-env-bogus", train_argv(device=None), 2, "CNNLESSON_DEVICE: expected 'auto', 'cpu', 'cuda' or 'mps', got 'bogus'", env={"CNNLESSON_DEVICE": "bogus"}),
+    Case("device-flag-bogus", train_argv(device="tpu"), 2, "--device: device: expected 'auto'"),
+    Case("standin-with-mnist", train_argv("--standin", resume=False, out="{tmp}/new"), 2, "--standin reads stand-in CIFAR-10"),
+    Case("resume-another-model", train_argv(model="cnnwithbn"), 1, "was trained with model='mnistnet', this run has model='cnnwithbn'"),
+    Case("resume-another-seed", train_argv(seed="1"), 1, "was trained with seed=0, this run has seed=1"),
+    Case("out-is-a-file", train_argv(resume=False, out="{tmp}/file"), 1, "--out: {tmp}/file is a file, not a folder", setup=_file),
+    Case("out-parent-is-a-file", train_argv(resume=False, out="{tmp}/file/run"), 1, "{tmp}/file", setup=_file),
+    pytest.param(Case("out-in-proc", train_argv(resume=False, out="/proc/cnnlesson/run"), 1, "/proc/cnnlesson"), marks=ON_LINUX),
+    Case("out-locked", train_argv(epochs="2"), 1, "{run} is in use by another cnnlesson run (pid", setup=_lock_run),
+    Case("mnist-truncated", train_argv(resume=False, out="{tmp}/new"), 1, f"{{tmp}}/{IMAGES} is corrupt: its header promises", setup=_edit(IMAGES, lambda b: b[:-500])),
+    Case("mnist-truncated-download", train_argv("--download", resume=False, out="{tmp}/new"), 1, f"{{tmp}}/{IMAGES} is corrupt", setup=_edit(IMAGES, lambda b: b[:-500])),
+    Case("mnist-dimension-9", train_argv(resume=False, out="{tmp}/new"), 1, "is corrupt: its header 00000809 is not 00000803", setup=_edit(IMAGES, lambda b: b[:3] + b"\x09" + b[4:])),
+    Case("mnist-label-200", train_argv(resume=False, out="{tmp}/new"), 1, f"{{tmp}}/{LABELS} is corrupt: label 200 at index 5", setup=_edit(LABELS, lambda b: b[:13] + b"\xc8" + b[14:])),
+    Case("cifar-forged-pickle", CIFAR, 1, "data_batch_1 is corrupt: its md5 is not the real CIFAR-10's", setup=_forge_pickle),
+    Case("cifar-forged-pickle-standin", CIFAR + ["--standin"], 1, "data_batch_1 is corrupt: not a CIFAR-10 pickle (it names", setup=_forge_pickle),
+    Case("cifar-truncated-standin", CIFAR + ["--standin"], 1, "test_batch is corrupt: not a CIFAR-10 pickle",
+         setup=_edit("cifar/cifar-10-batches-py/test_batch", lambda b: b[: len(b) // 2])),  # fmt: skip
+    Case("evaluate-library-checkpoint", ["evaluate", "--checkpoint", "{library}"], 1, "does not record meta['dataset']"),
+    Case("evaluate-not-a-checkpoint", ["evaluate", "--checkpoint", "{tmp}/garbage.pt"], 1, "is not a readable torch checkpoint", setup=_garbage),
+    Case("evaluate-no-checkpoint", ["evaluate", "--checkpoint", "{tmp}/none.pt"], 1, "checkpoint: no file at {tmp}/none.pt"),
+    Case("visualize-out-is-a-file", ["visualize", "--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/file"], 1, "is a file, not a folder", setup=_file),
+    pytest.param(Case("visualize-out-in-proc", ["visualize", "--checkpoint", "{run}/checkpoint.pt", "--out", "/proc/cnnlesson"], 1, "/proc/cnnlesson"), marks=ON_LINUX),
+    Case("diverges-in-epoch-2", train_argv("--lr", "1e20", epochs="2"), 1,
+         "training diverged in epoch 2: the training loss is nan; {run}/checkpoint.pt keeps epoch 1", upfront=False),  # fmt: skip
+]
+CASES = [c.values[0] if hasattr(c, "values") else c for c in HOSTILE]
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
+
+
+@pytest.fixture(scope="module")
+def hostile_runs(tmp_path_factory):
+    """Run every case at once (they are independent) and return {id: (result, tmp, before, after)}."""
+    base = tmp_path_factory.mktemp("hostile")
+    write_standin_mnist(base / "mnist", num_train=64, num_test=32)
+    write_standin_cifar10(base / "cifar", num_train=10, num_test=10)
+    earlier = train_argv(resume=False, out=str(base / "run"))
+    assert main([a.replace("{mnist}", str(base / "mnist")) for a in earlier]) == 0
+    X, y = torch.zeros(4, 1, 28, 28), torch.arange(4)
+    train(MNISTNet(), TensorLoader(X, y, batch_size=4), num_epochs=1, device="cpu", progress=False, checkpoint=base / "library.pt")
+    root = str(Path(cnnlesson.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    env.pop("CNNLESSON_DEVICE", None)
+    selected = [c for c in CASES if c.id != "out-in-proc" and c.id != "visualize-out-in-proc" or sys.platform.startswith("linux")]
+
+    def run_case(case: Case, stack: contextlib.ExitStack):
+        tmp = base / case.id
+        tmp.mkdir()
+        shutil.copytree(base / "mnist", tmp / "mnist")
+        for name in ("cifar", "run"):
+            if any(f"{{{name}}}" in a for a in case.argv):
+                shutil.copytree(base / name, tmp / name)
+        if case.setup:
+            case.setup(tmp, stack)
+        names = {"tmp": tmp, "mnist": tmp / "mnist", "cifar": tmp / "cifar", "run": tmp / "run", "library": base / "library.pt"}
+        argv = [a.format(**{k: str(v) for k, v in names.items()}) for a in case.argv]
+        before = _snapshot(tmp)
+        result = subprocess.run([sys.executable, "-m", "cnnlesson.cli", *argv], capture_output=True, text=True,
+                                env={**env, **case.env}, cwd=tmp, timeout=300)  # fmt: skip
+        return result, tmp, before, _snapshot(tmp)
+
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        futures = {case.id: pool.submit(run_case, case, stack) for case in selected}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[c.id for c in CASES])
+def test_hostile_input_gets_one_line_and_loses_nothing(case, hostile_runs):
+    result, tmp, before, after = hostile_runs[case.id]
+    err = result.stderr
+    assert "Traceback" not in err, err
+    # When a run had started, tqdm's bar and notes come first: the error is the last line.
+    last = err if case.upfront else last_line(err)
+    assert result.returncode == case.status, err
+    assert last.count("\n") == 1 and last.startswith("cnnlesson"), err
+    assert case.message.format(tmp=tmp, run=tmp / "run").replace("/", os.sep) in last
+    if case.upfront:
+        assert result.stdout == ""  # no epoch line (and, with one line on stderr, no progress bar): nothing trained
+    assert after == before  # the earlier checkpoint and history, the data: all as they were
+    assert not (tmp / PROOF).exists()

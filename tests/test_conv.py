@@ -196,6 +196,26 @@ def test_dtype_promotion():
     assert all(g.dtype == np.float32 for g in conv2d_backward(np.ones((1, 3, 3, 3), np.float32), x32, w32))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.float16, np.int16])
+def test_conv2d_numpy_computes_in_float64_whatever_the_input_dtype(dtype):
+    # 200 * 200 wraps around in uint8 and int16, overflows int8's range and float16's largest value (65504).
+    value = 100 if dtype == np.int8 else 200
+    image, kernel = np.full((3, 3), value, dtype), np.full((2, 2), value, dtype)
+    out = conv2d_numpy(image, kernel)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, np.full((2, 2), 4.0 * value * value))
+
+
+def test_an_empty_batch_gives_an_empty_result_like_torch():
+    x, w = np.zeros((0, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32)
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).shape
+    out = conv2d(x, w, padding=1)
+    assert out.shape == tuple(expected) == (0, 4, 8, 8)
+    grads = conv2d_backward(np.zeros(out.shape, np.float32), x, w, padding=1)
+    assert [g.shape for g in grads] == [x.shape, w.shape, (4,)]
+    assert not grads[1].any() and not grads[2].any()
+
+
 X, W = np.zeros((2, 3, 8, 8)), np.zeros((4, 3, 3, 3))
 G = np.zeros((2, 4, 6, 6))  # conv2d(X, W)'s output shape
 BAD_INPUTS = [
@@ -239,6 +259,10 @@ BAD_INPUTS = [
     (conv2d_numpy, (np.zeros((1, 4, 4)), np.zeros((2, 2))), {}, ValueError, r"image must be 2-D, got a 3-D"),
     (conv2d_numpy, (np.zeros((4, 4)), [[1, 0], [0, 1]]), {}, TypeError, r"kernel must be a numpy.ndarray"),
     (conv2d_numpy, (np.zeros((4, 4)), np.zeros((5, 2))), {}, ValueError, r"kernel of shape \(5, 2\) is larger"),
+    (conv2d_numpy, (np.zeros((4, 4)), np.zeros((0, 0))), {}, ValueError, r"kernel must be at least 1x1, got shape \(0, 0\)"),
+    (conv2d, (X, np.zeros((4, 3, 0, 0))), {}, ValueError, r"weight's kernel must be at least 1x1, got weight of shape \(4, 3, 0, 0\)"),
+    (conv2d, (X, np.zeros((0, 3, 3, 3))), {}, ValueError, r"weight must hold at least one filter"),
+    (conv2d_backward, (G[:, :0], X, np.zeros((0, 3, 3, 3))), {}, ValueError, r"weight must hold at least one filter"),
 ]
 for pool in (max_pool2d, avg_pool2d):
     BAD_INPUTS += [

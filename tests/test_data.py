@@ -1,6 +1,8 @@
 """Stand-in data read by torchvision's real classes; the lesson's transforms; clear errors."""
 
+import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from torchvision import datasets
 
 from cnnlesson.data import (
     CIFAR10_CLASSES,
+    DataCorruptError,
     DataNotFoundError,
     StandInCIFAR10,
     TensorLoader,
@@ -19,7 +22,6 @@ from cnnlesson.data import (
     mnist_padding,
     mnist_transform,
     to_tensors,
-    write_standin_cifar10,
     write_standin_mnist,
 )
 
@@ -60,8 +62,8 @@ def test_pad_gives_lenet5_its_32x32_input(mnist_root):
 
 
 def test_standin_cifar10_is_read_through_the_documented_subclass(cifar_root):
-    train = load_cifar10(cifar_root, train=True)
-    test = load_cifar10(cifar_root, train=False, download=True)  # present: nothing to download
+    train = load_cifar10(cifar_root, train=True, standin=True)
+    test = load_cifar10(cifar_root, train=False, download=True, standin=True)  # nothing to download
     assert isinstance(train, StandInCIFAR10) and isinstance(train, datasets.CIFAR10)
     assert (len(train), len(test)) == (200, 100)
     assert tuple(train.classes) == CIFAR10_CLASSES
@@ -75,11 +77,82 @@ def test_real_cifar10_class_still_checks_md5(cifar_root):
         datasets.CIFAR10(cifar_root, train=True)
 
 
-def test_unmarked_cifar_folder_is_checked_like_real_data(tmp_path, cifar_root):
+def test_a_marker_file_does_not_switch_off_the_md5_check(cifar_root):
+    assert (cifar_root / "cifar-10-batches-py" / "STAND_IN.txt").exists()
+    with pytest.raises(DataCorruptError, match=r"data_batch_1 is corrupt: its md5 is not the real CIFAR-10's \(stand-in"):
+        load_cifar10(cifar_root)
+
+
+class _Payload:
+    """A pickle that, when loaded, creates the file `path`: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@pytest.mark.parametrize("standin", [False, True])
+@pytest.mark.parametrize("name", ["data_batch_1", "test_batch", "batches.meta"])
+def test_a_forged_cifar_pickle_runs_no_code(tmp_path, cifar_root, standin, name):
+    shutil.copytree(cifar_root, tmp_path / "root")
+    proof = tmp_path / "code-ran"
+    with open(tmp_path / "root" / "cifar-10-batches-py" / name, "wb") as f:
+        pickle.dump(_Payload(proof), f)
+    with pytest.raises(DataCorruptError, match="is corrupt") as info:
+        load_cifar10(tmp_path / "root", train=name != "test_batch", standin=standin)
+    assert not proof.exists()
+    # The real class refuses the first file that fails its md5; the stand-in reader names the forged one.
+    assert f"{name} is corrupt" in str(info.value) or not standin
+    # Without the restriction the same file does run code: the test can fail.
+    with open(tmp_path / "root" / "cifar-10-batches-py" / name, "rb") as f:
+        pickle.load(f).close()
+    assert proof.is_file()
+
+
+def _rewrite(path, edit):
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(edit(data)))
+
+
+CORRUPT_STANDIN_CIFAR = [
+    ("truncated", "data_batch_2", lambda b: b[: len(b) // 2], "not a CIFAR-10 pickle"),
+    ("not-a-dict", "data_batch_3", lambda b: pickle.dumps([1, 2, 3]), "expected a dict, got list"),
+    ("no-labels", "data_batch_4", lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8)}), "'labels' should be a list of 2 ints"),
+    ("wrong-shape", "data_batch_5", lambda b: pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}), r"shape \(N, 3072\), got uint8 array of shape \(2, 100\)"),
+    ("label-10", "data_batch_1", lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}), "label 10 at index 1, expected 0..9"),
+    ("meta", "batches.meta", lambda b: pickle.dumps({"label_names": ["cat"]}), "expected 10 class names"),
+]
+
+
+@pytest.mark.parametrize("name, edit, message", [c[1:] for c in CORRUPT_STANDIN_CIFAR], ids=[c[0] for c in CORRUPT_STANDIN_CIFAR])
+def test_corrupt_standin_cifar_names_the_file(tmp_path, cifar_root, name, edit, message):
     shutil.copytree(cifar_root, tmp_path, dirs_exist_ok=True)
-    (tmp_path / "cifar-10-batches-py" / "STAND_IN.txt").unlink()
-    with pytest.raises(DataNotFoundError, match="CIFAR-10 not found in"):
-        load_cifar10(tmp_path)
+    _rewrite(tmp_path / "cifar-10-batches-py" / name, edit)
+    with pytest.raises(DataCorruptError, match=message) as info:
+        load_cifar10(tmp_path, standin=True)
+    assert f"{name} is corrupt" in str(info.value) and "\n" not in str(info.value)
+
+
+CORRUPT_MNIST = [
+    ("truncated", "train-images-idx3-ubyte", lambda b: b[:-100], "its header promises"),
+    ("dimension-byte-9", "train-images-idx3-ubyte", lambda b: b[:3] + bytes([9]) + b[4:], "header 00000809 is not 00000803"),
+    ("not-28x28", "train-images-idx3-ubyte", lambda b: b[:8] + (14).to_bytes(4, "big") + (56).to_bytes(4, "big") + b[16:], "images of 14x56 pixels"),
+    ("label-200", "train-labels-idx1-ubyte", lambda b: b[:8 + 7] + bytes([200]) + b[8 + 8:], "label 200 at index 7, expected 0..9"),
+    ("count-mismatch", "train-labels-idx1-ubyte", lambda b: b[:4] + (511).to_bytes(4, "big") + b[8:-1], "512 images but 511 labels"),
+    ("empty", "train-labels-idx1-ubyte", lambda b: b"", "header  is not 00000801"),
+]
+
+
+@pytest.mark.parametrize("download", [False, True])
+@pytest.mark.parametrize("name, edit, message", [c[1:] for c in CORRUPT_MNIST], ids=[c[0] for c in CORRUPT_MNIST])
+def test_corrupt_mnist_is_reported_as_corrupt_not_missing(tmp_path, mnist_root, name, edit, message, download):
+    shutil.copytree(mnist_root, tmp_path, dirs_exist_ok=True)
+    _rewrite(tmp_path / "MNIST" / "raw" / name, edit)
+    with pytest.raises(DataCorruptError, match=message) as info:
+        get_dataloaders("mnist", tmp_path, download=download, in_memory=True)
+    assert "corrupt" in str(info.value) and "download" not in str(info.value)
 
 
 def test_missing_data_is_one_clear_line(tmp_path):
@@ -114,7 +187,7 @@ def test_tensor_loader_visits_every_item_once_per_epoch():
 
 
 def test_to_tensors_decodes_the_dataset_once(cifar_root):
-    X, y = to_tensors(load_cifar10(cifar_root, train=False))
+    X, y = to_tensors(load_cifar10(cifar_root, train=False, standin=True))
     assert X.shape == (100, 3, 32, 32) and y.shape == (100,)
     # The stand-in images are normalised roughly to zero mean.
     assert abs(X.mean().item()) < 1
@@ -131,6 +204,10 @@ def test_bad_inputs():
         write_standin_mnist("unused", num_train=0)
     with pytest.raises(ValueError, match="pad: only MNIST is padded"):
         get_dataloaders("cifar10", "data", pad=2)
+    with pytest.raises(ValueError, match=r"pad: expected an int >= 0 \(pixels added on each side\), got -2"):
+        get_dataloaders("mnist", "data", pad=-2, in_memory=True)
+    with pytest.raises(DataNotFoundError, match="CIFAR-10 stand-in file .*data_batch_1 not found; write it with write_standin_cifar10"):
+        load_cifar10(Path("nowhere"), standin=True, download=True)
     with pytest.raises(ValueError, match="X, y: expected the same length, got 3 and 2"):
         TensorLoader(torch.zeros(3), torch.zeros(2))
     with pytest.raises(TypeError, match="X, y: expected torch.Tensors, got ndarray"):

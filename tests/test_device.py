@@ -46,5 +46,5 @@ def test_cli_deterministic_flag(restore_determinism, mnist_root, tmp_path, capsy
             "--epochs", "1", "--device", "cpu", "--seed", "0", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     assert not torch.are_deterministic_algorithms_enabled()  # only when asked
-    assert main([*argv, "--deterministic"]) == 0
+    assert main([*argv, "--deterministic", "--overwrite"]) == 0
     assert deterministic_flags() == (True, True, False, False, False, ":4096:8")

@@ -23,6 +23,8 @@ import pytest
 import yaml
 from pytest_codeblocks.main import CodeBlock, extract_from_file, stdout_io
 
+from cnnlesson import data
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "hooks" not in p.relative_to(DOCS).parts)
@@ -70,12 +72,24 @@ def docs_data(tmp_path_factory, mnist_root, cifar_root):
     return root
 
 
+def read_cifar10_as_standin(monkeypatch) -> None:
+    """Make `cnnlesson.data.load_cifar10` read stand-in files, for the pages' blocks.
+
+    The pages load CIFAR-10 as a reader does (md5-checked, so stand-in files
+    fail); under test the stand-in reader reads them. Only code chooses it,
+    never a file in data/.
+    """
+    load_cifar10 = data.load_cifar10
+    monkeypatch.setattr(data, "load_cifar10", lambda *args, **kwargs: load_cifar10(*args, **{**kwargs, "standin": True}))
+
+
 @pytest.fixture
 def reader_dir(tmp_path, monkeypatch, docs_data):
     """A fresh working directory holding `data/`, with figures drawn off-screen."""
     shutil.copytree(docs_data, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    read_cifar10_as_standin(monkeypatch)
     return tmp_path
 
 

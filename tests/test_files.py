@@ -1,8 +1,18 @@
-"""Atomic writes: the old file survives a failed write, no temporary file is left."""
+"""Atomic writes: the old file survives a failed or killed write, the new one is durable
+and readable like any other; the folder lock keeps a second process out."""
+
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from cnnlesson.files import atomic_path, write_text_atomic
+import cnnlesson
+from cnnlesson.files import FolderLockedError, atomic_path, lock_folder, write_text_atomic
 
 
 def test_replaces_the_file_on_success(tmp_path):
@@ -28,3 +38,110 @@ def test_temporary_name_keeps_the_suffix(tmp_path):
     with atomic_path(tmp_path / "figure.png") as tmp:
         assert tmp.suffix == ".png" and tmp.parent == tmp_path
         tmp.write_bytes(b"x")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002], ids=["022", "077", "002"])
+def test_files_get_the_mode_a_plain_open_gives(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        write_text_atomic(tmp_path / "a.json", "{}")
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
+    assert mode == 0o666 & ~mask == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode)
+
+
+def test_the_file_is_replaced_not_rewritten_in_place(tmp_path):
+    # A reader that opened the old file keeps reading the old, whole content: only a
+    # rename gives that; copying over the old file would change what it reads.
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"old" * 1000)
+    before = target.stat().st_ino
+    with open(target, "rb") as reader:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"new")
+            assert target.read_bytes() == b"old" * 1000  # nothing visible before the block ends
+        assert reader.read() == b"old" * 1000
+    assert target.read_bytes() == b"new"
+    if os.name == "posix":  # Windows has no stable inode numbers to compare
+        assert target.stat().st_ino != before
+
+
+def test_file_and_folder_are_synced_before_and_after_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode))) or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace",)) or real_replace(a, b))
+    write_text_atomic(tmp_path / "a.json", "{}")
+    expected = [("fsync", False), ("replace",)] + ([("fsync", True)] if os.name == "posix" else [])
+    assert events == expected
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="orphans are recognised by PID on POSIX")
+def test_orphans_of_a_killed_writer_are_removed_and_live_ones_kept(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    orphan = tmp_path / f".checkpoint.pt.{_dead_pid()}-0123456789abcdef.tmp.pt"
+    live = tmp_path / f".checkpoint.pt.{os.getpid()}-0123456789abcdef.tmp.pt"  # a write still under way
+    other = tmp_path / ".history.json.1-0123456789abcdef.tmp.json"  # another file's: not this write's business
+    for path in (orphan, live, other):
+        path.write_bytes(b"x" * 100)
+    write_text_atomic(target, "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["checkpoint.pt", live.name, other.name])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kill -9")
+def test_a_write_killed_midway_leaves_the_old_file_and_its_orphan_is_cleaned_up(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"old")
+    code = (
+        "import sys, time; from cnnlesson.files import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half'); print('writing', flush=True); time.sleep(60)\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True, env=_env())
+    assert writer.stdout.readline() == "writing\n"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert target.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 2  # the orphan
+    write_text_atomic(target, "new")
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"] and target.read_text() == "new"
+
+
+def _env():
+    root = str(Path(cnnlesson.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+HOLD = (
+    "import sys, time; from cnnlesson.files import lock_folder\n"
+    "with lock_folder(sys.argv[1]):\n"
+    "    print('locked', flush=True); time.sleep(60)\n"
+)
+
+
+def test_a_second_process_cannot_lock_the_folder_until_the_first_dies(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(FolderLockedError, match=rf"{re.escape(str(tmp_path))} is in use by another cnnlesson run \(pid"):
+            with lock_folder(tmp_path):
+                pass
+    finally:
+        holder.kill()  # SIGKILL on POSIX: no clean-up code runs, the OS drops the lock
+        holder.wait()
+    with lock_folder(tmp_path):
+        pass
+
+
+def test_the_lock_creates_the_folder_and_is_reentrant_after_release(tmp_path):
+    with lock_folder(tmp_path / "new" / "out") as folder:
+        assert folder.is_dir()
+    with lock_folder(tmp_path / "new" / "out"):
+        pass

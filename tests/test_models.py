@@ -101,6 +101,29 @@ def test_build_model_errors():
         build_model(MNISTNet)
 
 
+WRONG_SHAPES = [
+    ("mnistnet", (2, 1, 56, 56)),  # view(-1, 3136) would fold it into 8 rows
+    ("cnnwithbn", (2, 1, 56, 56)),
+    ("cifar10net", (2, 3, 64, 32)),
+    ("lenet5", (2, 1, 28, 28)),
+    ("mnistnet", (1, 28, 28)),  # unbatched
+    ("cifar10net", (2, 1, 32, 32)),
+]
+
+
+@pytest.mark.parametrize("name, shape", WRONG_SHAPES, ids=[f"{n}-{'x'.join(map(str, s))}" for n, s in WRONG_SHAPES])
+def test_models_refuse_a_wrong_input_shape_naming_the_expected_one(name, shape):
+    net = build_model(name).eval()
+    expected = ", ".join(map(str, ("batch", *net.input_shape)))
+    with pytest.raises(ValueError, match=rf"x: {type(net).__name__} expects a \({expected}\) batch, got shape \({', '.join(map(str, shape))},?\)"):
+        net(torch.zeros(shape))
+
+
+def test_models_refuse_a_non_tensor():
+    with pytest.raises(TypeError, match="x: expected a torch.Tensor, got ndarray"):
+        MNISTNet()(torch.zeros(1, 1, 28, 28).numpy())
+
+
 # --- issue 11: the pages' verbatim copies of the lesson's models behave like the package's ----------
 
 from lesson_code import page_definition  # noqa: E402
@@ -112,7 +135,7 @@ def _digits(root, dataset: str, n: int = 16) -> torch.Tensor:
     """A batch of images read from disk through the lesson's own transform."""
     from cnnlesson.data import load_cifar10, load_mnist
 
-    data = load_mnist(root) if dataset == "mnist" else load_cifar10(root)
+    data = load_mnist(root) if dataset == "mnist" else load_cifar10(root, standin=True)
     return torch.stack([data[k][0] for k in range(n)])
 
 

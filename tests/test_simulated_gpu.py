@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 from simulated_accelerator import SIMULATED, DeviceMixError, simulated_gpu
-from test_docs import BLOCKS, DOCS, collect, run_block
+from test_docs import BLOCKS, DOCS, collect, read_cifar10_as_standin, run_block
 
 from cnnlesson import cli
 from cnnlesson.data import write_standin_cifar10, write_standin_mnist
@@ -41,6 +41,7 @@ def sim_reader_dir(tmp_path, monkeypatch, tiny_data):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("CNNLESSON_DEVICE", raising=False)  # the simulation is of "auto" finding a GPU
+    read_cifar10_as_standin(monkeypatch)
     return tmp_path
 
 

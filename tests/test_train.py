@@ -1,6 +1,7 @@
 """The trainer: device choice, learning, reproducibility, atomic checkpoints, resume."""
 
 import copy
+import json
 import math
 
 import pytest
@@ -10,7 +11,7 @@ import torch.nn as nn
 from cnnlesson import device as device_module
 from cnnlesson.data import TensorLoader, get_dataloaders
 from cnnlesson.models import CIFAR10Net, CNNWithBN, MNISTNet
-from cnnlesson.train import evaluate, get_device, load_checkpoint, save_checkpoint, train
+from cnnlesson.train import DivergedError, evaluate, get_device, load_checkpoint, save_checkpoint, train, write_history
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,10 @@ def test_device_errors(monkeypatch):
     with pytest.raises(ValueError, match=r"device: 'cuda' is not available on this machine; expected one of auto, cpu"):
         get_device("cuda")
     monkeypatch.setenv("CNNLESSON_DEVICE", "cuda")
-    with pytest.raises(ValueError, match="device: 'cuda' is not available"):
+    with pytest.raises(ValueError, match="^CNNLESSON_DEVICE: 'cuda' is not available"):
+        get_device()
+    monkeypatch.setenv("CNNLESSON_DEVICE", "bogus")
+    with pytest.raises(ValueError, match="^CNNLESSON_DEVICE: expected 'auto', 'cpu', 'cuda' or 'mps', got 'bogus'"):
         get_device()
     with pytest.raises(ValueError, match="device: expected 'auto', 'cpu', 'cuda' or 'mps', got 'gpu'"):
         get_device("gpu")
@@ -131,8 +135,14 @@ def test_train_rejects_bad_arguments(small_loaders, tmp_path):
         train("net", loader)
     with pytest.raises(ValueError, match="num_epochs: expected a positive int, got 0"):
         train(MNISTNet(), loader, num_epochs=0)
-    with pytest.raises(ValueError, match="lr: expected a positive number, got -0.1"):
-        train(MNISTNet(), loader, lr=-0.1)
+    for lr in (-0.1, math.inf, math.nan, 0):
+        with pytest.raises(ValueError, match=f"lr: expected a positive finite number, got {lr}"):
+            train(MNISTNet(), loader, lr=lr)
+    for seed in (-1, 2**64):
+        with pytest.raises(ValueError, match=rf"seed: expected an int from 0 to {2**64 - 3} \(seed \+ epoch must fit torch.manual_seed\), got {seed}"):
+            train(MNISTNet(), loader, num_epochs=3, seed=seed)
+    with pytest.raises(TypeError, match="seed: expected an int or None, got float"):
+        train(MNISTNet(), loader, seed=1.5)
     with pytest.raises(ValueError, match="resume: resume=True needs checkpoint=PATH"):
         train(MNISTNet(), loader, resume=True)
     with pytest.raises(ValueError, match="train_loader: expected at least one batch, got none"):
@@ -302,3 +312,112 @@ def test_trained_test_accuracy_matches_an_eval_mode_loop(small_loaders):
     history = train(net, *small_loaders, num_epochs=1, device="cpu", seed=0, progress=False)
     X, y = small_loaders[1].X, small_loaders[1].y
     assert history[-1]["test_accuracy"] == pytest.approx(_eval_mode_oracle(net, X, y), abs=1e-9)
+# --- hostile input: divergence, history, resume ----------------------------
+
+
+def strict_json(text: str):
+    """Parse JSON as the standard defines it: NaN and Infinity are not JSON."""
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+
+
+def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(small_loaders, tmp_path):
+    ckpt, hist = tmp_path / "checkpoint.pt", tmp_path / "history.json"
+    torch.manual_seed(0)
+    train(MNISTNet(), small_loaders[0], num_epochs=1, device="cpu", seed=0, checkpoint=ckpt, history_file=hist, progress=False)
+    saved, written = ckpt.read_bytes(), hist.read_text()
+    with pytest.raises(DivergedError, match=rf"training diverged in epoch 2: the training loss is nan; {ckpt} keeps epoch 1; try a smaller lr \(now 1e\+20\)"):
+        train(MNISTNet(), small_loaders[0], num_epochs=3, lr=1e20, device="cpu", seed=0, checkpoint=ckpt, history_file=hist, resume=True, progress=False)
+    assert ckpt.read_bytes() == saved and hist.read_text() == written
+    assert [r["epoch"] for r in strict_json(written)] == [1]
+
+
+def test_a_run_that_diverges_at_once_writes_nothing(small_loaders, tmp_path):
+    with pytest.raises(DivergedError, match="training diverged in epoch 1: the training loss is nan; try a smaller lr"):
+        train(MNISTNet(), small_loaders[0], num_epochs=1, lr=1e20, device="cpu", checkpoint=tmp_path / "c.pt",
+              history_file=tmp_path / "h.json", progress=False)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_finite_weights_count_as_diverged(small_loaders):
+    class Poisoned(MNISTNet):
+        def forward(self, x):
+            out = super().forward(x)
+            with torch.no_grad():
+                self.fc2.bias[0] = math.inf  # the loss of this batch is still finite
+            return out
+
+    X, y = next(iter(small_loaders[1]))
+    one_batch = TensorLoader(X[:8], y[:8], batch_size=8)  # the poisoned weights never reach a loss
+    with pytest.raises(DivergedError, match="training diverged in epoch 1: some weights are not finite"):
+        train(Poisoned(), one_batch, num_epochs=1, device="cpu", progress=False)
+
+
+def test_history_file_is_written_with_every_checkpoint(small_loaders, tmp_path):
+    class CrashesInEpoch2:
+        def __init__(self, loader):
+            self.loader, self.batches = loader, 0
+
+        def __iter__(self):
+            for batch in self.loader:
+                self.batches += 1
+                if self.batches > len(self.loader):
+                    raise KeyboardInterrupt  # the run stops between two checkpoints
+                yield batch
+
+    ckpt, hist = tmp_path / "checkpoint.pt", tmp_path / "history.json"
+    with pytest.raises(KeyboardInterrupt):
+        train(MNISTNet(), CrashesInEpoch2(small_loaders[0]), num_epochs=3, device="cpu", checkpoint=ckpt, history_file=hist, progress=False)
+    assert strict_json(hist.read_text()) == load_checkpoint(ckpt)["history"]
+    assert [r["epoch"] for r in strict_json(hist.read_text())] == [1]
+
+
+def test_write_history_refuses_nan_and_leaves_the_old_file(tmp_path):
+    path = write_history(tmp_path / "history.json", [{"epoch": 1, "train_loss": 0.5}])
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        write_history(path, [{"epoch": 1, "train_loss": math.nan}])
+    assert strict_json(path.read_text()) == [{"epoch": 1, "train_loss": 0.5}]
+    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_resume_applies_the_new_lr_and_says_so(small_loaders, tmp_path, capsys):
+    ckpt = tmp_path / "checkpoint.pt"
+    train(MNISTNet(), small_loaders[0], num_epochs=1, lr=1e-3, device="cpu", checkpoint=ckpt, progress=False)
+    capsys.readouterr()
+    train(MNISTNet(), small_loaders[0], num_epochs=2, lr=5e-4, device="cpu", checkpoint=ckpt, resume=True, progress=False)
+    assert capsys.readouterr().err == "resume: learning rate changed from 0.001 to 0.0005\n"
+    assert [g["lr"] for g in load_checkpoint(ckpt)["optimizer_state"]["param_groups"]] == [5e-4]
+
+
+def test_resume_refuses_a_checkpoint_of_another_model_or_seed(small_loaders, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    train(MNISTNet(), small_loaders[0], num_epochs=1, seed=3, device="cpu", checkpoint=ckpt, progress=False)
+    before = ckpt.read_bytes()
+    with pytest.raises(ValueError, match=rf"resume: {ckpt} was trained with model='mnistnet', this run has model='cnnwithbn'"):
+        train(CNNWithBN(), small_loaders[0], num_epochs=2, seed=3, device="cpu", checkpoint=ckpt, resume=True, progress=False)
+    with pytest.raises(ValueError, match=rf"resume: {ckpt} was trained with seed=3, this run has seed=4"):
+        train(MNISTNet(), small_loaders[0], num_epochs=2, seed=4, device="cpu", checkpoint=ckpt, resume=True, progress=False)
+    with pytest.raises(ValueError, match="was trained with dataset='mnist', this run has dataset='cifar10'"):
+        save_checkpoint(ckpt, MNISTNet(), meta={"dataset": "mnist"})
+        train(MNISTNet(), small_loaders[0], num_epochs=2, device="cpu", checkpoint=ckpt, resume=True, progress=False, meta={"dataset": "cifar10"})
+    assert ckpt.read_bytes() != before  # the last case wrote its own checkpoint first
+
+
+def test_resume_without_a_seed_continues_with_the_checkpoints(mnist_root, tmp_path, capsys):
+    loader, _ = get_dataloaders("mnist", mnist_root, batch_size=256)
+    torch.manual_seed(0)
+    straight = CNNWithBN()
+    initial = {k: v.clone() for k, v in straight.state_dict().items()}
+    train(straight, loader, num_epochs=2, device="cpu", seed=5, progress=False)
+    first = CNNWithBN()
+    first.load_state_dict(initial)
+    train(first, loader, num_epochs=1, device="cpu", seed=5, checkpoint=tmp_path / "c.pt", progress=False)
+    capsys.readouterr()
+    resumed = CNNWithBN()
+    train(resumed, loader, num_epochs=2, device="cpu", checkpoint=tmp_path / "c.pt", resume=True, progress=False)
+    assert capsys.readouterr().err == "resume: with the checkpoint's seed 5\n"
+    assert same_weights(straight, resumed) and load_checkpoint(tmp_path / "c.pt")["meta"]["seed"] == 5
+
+
+def test_library_checkpoints_record_the_model_and_seed(small_loaders, tmp_path):
+    train(MNISTNet(), small_loaders[0], num_epochs=1, seed=2, device="cpu", checkpoint=tmp_path / "c.pt", progress=False)
+    assert load_checkpoint(tmp_path / "c.pt")["meta"] == {"model": "mnistnet", "seed": 2}
