@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlesson import data, models, viz
+from cnnlesson import data, distributed, models, viz
 from cnnlesson.files import write_text_atomic
 from cnnlesson.train import evaluate, get_device, load_checkpoint, train
 
@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, choices=sorted(models.MODELS))
     p.add_argument("--dataset", required=True, choices=data.DATASETS)
     p.add_argument("--epochs", type=_positive(int), required=True)
-    p.add_argument("--batch-size", type=_positive(int), default=64)
+    p.add_argument(
+        "--batch-size", type=_positive(int), default=64,
+        help="images per optimizer step; under torchrun the global batch, split evenly between the processes",
+    )  # fmt: skip
     p.add_argument("--lr", type=_positive(float), default=0.001)
     p.add_argument("--seed", type=int, default=None, help="seed each epoch for a reproducible run")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
@@ -73,6 +76,7 @@ def _cmd_train(args, parser, device) -> int:
     if models.MODELS[args.model].input_shape[0] != CHANNELS[args.dataset]:
         fits = [m for m, cls in sorted(models.MODELS.items()) if cls.input_shape[0] == CHANNELS[args.dataset]]
         parser.error(f"--model {args.model} does not take {args.dataset} images; for {args.dataset} use one of {fits}")
+    device = distributed.local_device(device)  # under torchrun: this rank's own GPU
     if args.seed is not None:
         torch.manual_seed(args.seed)  # the initial weights
     net = models.build_model(args.model)
@@ -82,10 +86,13 @@ def _cmd_train(args, parser, device) -> int:
         pad=pad, in_memory=not args.dataloader, device=device,
     )  # fmt: skip
     meta = {"model": args.model, "dataset": args.dataset, "pad": pad, "data_root": str(args.data_root), "seed": args.seed}
-    history = train(
+    fit = distributed.train if distributed.launched() else train
+    history = fit(
         net, train_loader, test_loader, num_epochs=args.epochs, lr=args.lr, device=device,
         seed=args.seed, checkpoint=args.out / "checkpoint.pt", resume=args.resume, meta=meta,
     )  # fmt: skip
+    if distributed.rank() != 0:
+        return 0  # rank 0 alone writes and prints
     write_text_atomic(args.out / "history.json", json.dumps(history, indent=2) + "\n")
     last = history[-1]
     seconds = sum(r["seconds"] for r in history)
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     command = {"train": _cmd_train, "evaluate": _cmd_evaluate, "visualize": _cmd_visualize}[args.command]
     try:
         return command(args, parser, device)
-    except (data.DataNotFoundError, FileNotFoundError, ValueError) as err:
+    except (data.DataNotFoundError, FileNotFoundError, ValueError, distributed.ProcessLostError) as err:
         print(f"cnnlesson {args.command}: error: {err}", file=sys.stderr)
         return 1
 

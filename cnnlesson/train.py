@@ -146,6 +146,16 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optim
     return state
 
 
+def print_epoch(record: dict) -> None:
+    """Print one line of an epoch's history record (through tqdm, so a bar stays intact)."""
+    shown = "-" if record["test_accuracy"] is None else f"{record['test_accuracy']:.4f}"
+    tqdm.write(
+        f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
+        f"train acc {record['train_accuracy']:.4f}, test acc {shown}, "
+        f"{record['images_per_second']:.0f} images/s"
+    )
+
+
 def _check_positive(**values) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -199,12 +209,7 @@ def train(
         record["test_accuracy"] = evaluate(net, test_loader, device) if test_loader is not None else None
         history.append(record)
         if progress:
-            shown = "-" if record["test_accuracy"] is None else f"{record['test_accuracy']:.4f}"
-            tqdm.write(
-                f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
-                f"train acc {record['train_accuracy']:.4f}, test acc {shown}, "
-                f"{record['images_per_second']:.0f} images/s"
-            )
+            print_epoch(record)
         if checkpoint is not None:
             save_checkpoint(checkpoint, net, optimizer, history, meta)
     return history
