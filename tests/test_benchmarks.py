@@ -24,6 +24,9 @@ def test_quick_mode_runs_every_part(tmp_path):
     assert results["conv"]["batch_sweep"] and results["conv"]["size_sweep"]
     cpu = results["trainer"]["cpu"]
     assert cpu["ratio"] == pytest.approx(cpu["trainer_images_per_second"] / cpu["lesson_images_per_second"], rel=0.01)
+    runs = results["distributed"]["cpu"]["runs"]
+    assert [r["processes"] for r in runs] == [1, 2] and all(r["images_per_second"] > 0 for r in runs)
+    assert results["distributed"]["cpu"]["speedup"] == pytest.approx(runs[1]["images_per_second"] / runs[0]["images_per_second"], rel=0.01)
     assert "skipped" in results["costs"]
     if "skipped" not in results["accuracy"]:
         assert set(results["accuracy"]["models"]) == {"mnistnet", "cnnwithbn", "lenet5"}

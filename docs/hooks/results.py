@@ -7,7 +7,7 @@ measured number; they name it, and this hook puts in the value:
   (formats: `pct` a fraction as a percentage, `x` a ratio as `4.44×`,
   `int` a count with thousands separators, `ms`, `s`; none: as stored);
 - `{{ results-table:NAME }}` -> a Markdown table built from a whole part
-  (`machine`, `conv`, `trainer`, `accuracy`, `costs`).
+  (`machine`, `conv`, `trainer`, `distributed`, `accuracy`, `costs`).
 
 A name that is not in the file stops the build, so a page cannot quote a
 number that the benchmarks did not produce.
@@ -94,6 +94,15 @@ def table(results: dict, name: str) -> str:
                 f"{run['images_per_epoch']:,} {run['data']}, {run['steps']} steps of {run['batch_size']}",
             ])  # fmt: skip
         return _table(["device", "lesson's loop (images/s)", "cnnlesson.train (images/s)", "speed-up", "data"], rows)
+    if name == "distributed":
+        rows = [
+            [device, "not measured (no such device on the machine that ran the benchmarks)", "", "", ""]
+            if run is None
+            else [device, r["processes"], r["threads_per_process"] if device == "cpu" else "", f"{r['images_per_second']:,.0f}", run["data"]]
+            for device, run in part.items()
+            for r in ([None] if run is None else run["runs"])
+        ]
+        return _table(["device", "processes", "threads each", "images/s (all processes)", "data"], rows)
     if name == "accuracy":
         epochs = part["epochs"]
         header = ["model", "parameters"] + [f"epoch {e + 1}" for e in range(epochs)] + ["training time"]
