@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
+from cnnlesson.device import get_device
 from cnnlesson.files import atomic_path, write_text_atomic
 
 MNIST_MEAN = (0.1307,)
@@ -191,8 +192,10 @@ def get_dataloaders(
     """Return `(train_loader, test_loader)` for "mnist" or "cifar10".
 
     With `in_memory=True` each split is decoded once into tensors on `device`
-    and served by a `TensorLoader` (faster: no per-sample PIL work each
-    epoch); otherwise they are the lesson's `DataLoader`s.
+    (as `cnnlesson.device.get_device` picks it: "auto" or nothing takes the
+    GPU when there is one) and served by a `TensorLoader` (faster: no
+    per-sample PIL work each epoch); otherwise they are the lesson's
+    `DataLoader`s, whose batches stay on the CPU until the trainer moves them.
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset: expected one of {DATASETS}, got {dataset!r}")
@@ -204,7 +207,7 @@ def get_dataloaders(
             raise ValueError(f"pad: only MNIST is padded (for LeNet-5), got pad={pad} with cifar10")
         train_data, test_data = (load_cifar10(root, train=t, download=download) for t in (True, False))
     if in_memory:
-        device = device or "cpu"
+        device = get_device(device)
         # MNIST's whole split is one uint8 tensor: transform it in one go, not image by image.
         decode = (lambda d: _mnist_tensors(d, pad, device)) if dataset == "mnist" else (lambda d: to_tensors(d, device))
         train_loader = TensorLoader(*decode(train_data), batch_size=batch_size, shuffle=True)

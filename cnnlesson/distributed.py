@@ -29,7 +29,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from cnnlesson.data import TensorLoader
-from cnnlesson.train import evaluate, get_device, load_checkpoint, print_epoch, save_checkpoint, train_epoch
+from cnnlesson.device import get_device
+from cnnlesson.train import evaluate, load_checkpoint, print_epoch, save_checkpoint, train_epoch
 
 
 class ProcessLostError(RuntimeError):
@@ -149,8 +150,9 @@ def train(
         optimizer = torch.optim.Adam(net.parameters(), lr=lr)
         history: list[dict] = []
         if resume and checkpoint is not None and Path(checkpoint).exists():
-            # Every rank reads the checkpoint: the optimizer's state is not broadcast by DDP.
-            history = load_checkpoint(checkpoint, net, optimizer, map_location=device)["history"]
+            # Every rank reads the checkpoint, as train.train does: DDP broadcasts the weights
+            # but not the optimizer's state.
+            history = load_checkpoint(checkpoint, net, optimizer, map_location="cpu")["history"]
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         for epoch in range(len(history), num_epochs):
             sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
