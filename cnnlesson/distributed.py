@@ -19,6 +19,8 @@ as in a single process. Each rank takes `batch_size // world_size` of them.
 
 import math
 import os
+import signal
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from cnnlesson.data import TensorLoader
 from cnnlesson.device import get_device
-from cnnlesson.train import evaluate, load_checkpoint, print_epoch, save_checkpoint, train_epoch
+from cnnlesson.train import _check_train_arguments, evaluate, load_checkpoint, print_epoch, save_checkpoint, train_epoch
 
 
 class ProcessLostError(RuntimeError):
@@ -139,9 +141,14 @@ def train(
     Raises:
         ProcessLostError: another rank stopped during the run.
     """
+    _check_train_arguments(net, num_epochs, lr, resume, checkpoint)
     device = get_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     me, world = dist.get_rank(), dist.get_world_size()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # When one rank fails, torchrun ends the others with SIGTERM: say so instead of vanishing.
+        previous = signal.signal(signal.SIGTERM, _stopped_by_torchrun)
     try:
         loader, sampler = shard(train_loader, me, world, seed=seed or 0)
         if device.type == "cuda":
@@ -149,7 +156,7 @@ def train(
         net.to(device)
         optimizer = torch.optim.Adam(net.parameters(), lr=lr)
         history: list[dict] = []
-        if resume and checkpoint is not None and Path(checkpoint).exists():
+        if resume and Path(checkpoint).exists():
             # Every rank reads the checkpoint, as train.train does: DDP broadcasts the weights
             # but not the optimizer's state.
             history = load_checkpoint(checkpoint, net, optimizer, map_location="cpu")["history"]
@@ -171,10 +178,21 @@ def train(
             if me == 0 and checkpoint is not None:
                 save_checkpoint(checkpoint, net, optimizer, history, meta)
         return history
-    except dist.DistError as err:
+    except RuntimeError as err:  # gloo reports a lost peer as a plain RuntimeError, NCCL as a DistError
+        if not isinstance(err, (dist.DistError, ProcessLostError)) and "gloo" not in str(err):
+            raise
+        if previous is not None:  # this rank's part is over: let it exit with its message, not be cut short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            previous = None
         where = f"; the last checkpoint is {checkpoint}, run the same command with --resume" if checkpoint else ""
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ProcessLostError(f"rank {me}: another process of the job stopped ({first}){where}") from None
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         dist.destroy_process_group()
+
+
+def _stopped_by_torchrun(signum, frame):
+    raise ProcessLostError("torchrun sent SIGTERM")
 

@@ -139,6 +139,17 @@ def _check_positive(**values) -> None:
             raise ValueError(f"{name}: expected a positive number, got {value!r}")
 
 
+def _check_train_arguments(net, num_epochs, lr, resume, checkpoint) -> None:
+    """The checks `train` (and `cnnlesson.distributed.train`) make before any work."""
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+        raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
+    _check_positive(lr=lr)
+    if resume and checkpoint is None:
+        raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
+
+
 def train(
     net: nn.Module,
     train_loader: Iterable,
@@ -166,13 +177,7 @@ def train(
     atomically after every epoch; `resume=True` continues from it (or starts
     afresh when the file does not exist yet).
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
-        raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
-    _check_positive(lr=lr)
-    if resume and checkpoint is None:
-        raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
+    _check_train_arguments(net, num_epochs, lr, resume, checkpoint)
     device = get_device(device)
     net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)

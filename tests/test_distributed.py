@@ -173,8 +173,10 @@ def test_page_command_survives_a_killed_rank_and_resumes(tmp_path):
     rank1.send_signal(signal.SIGKILL)
     _, stderr = job.communicate(timeout=300)
     assert job.returncode != 0
-    # torchrun names the rank that failed and why.
+    # torchrun names the rank that failed and why; rank 0 says how to go on.
     assert re.search(r"rank\s*:\s*1", stderr) and "SIGKILL" in stderr, stderr[-3000:]
+    assert f"cnnlesson train: error: rank 0: another process of the job stopped" in stderr, stderr[-3000:]
+    assert f"the last checkpoint is {checkpoint}, run the same command with --resume" in stderr
     state = load_checkpoint(checkpoint, MNISTNet())
     assert 1 <= len(state["history"]) < 3
 
