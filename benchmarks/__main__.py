@@ -21,11 +21,11 @@ import torch
 import torchvision
 from tqdm.auto import tqdm
 
-from benchmarks import accuracy, conv, costs, distributed, trainer
+from benchmarks import accuracy, conv, costs, distributed, figures, trainer
 from benchmarks.realdata import REPO
 from cnnlesson.files import write_text_atomic
 
-PARTS = ("conv", "trainer", "distributed", "accuracy", "costs")
+PARTS = ("conv", "trainer", "distributed", "accuracy", "figures", "costs")
 
 
 def cpu_model() -> str:
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
                 for device, ok in (("cpu", True), ("cuda", torch.cuda.is_available()))
             },
             "accuracy": lambda: accuracy.run(args.out, quick=args.quick, work=Path(work)),
+            "figures": lambda: figures.run(args.out, quick=args.quick, work=Path(work)),
             "costs": lambda: costs.run(args.out, quick=args.quick),
         }
         for part in tqdm(args.only, desc="benchmarks", unit="part"):

@@ -58,8 +58,9 @@ def mnist_transform(pad: int = 0) -> transforms.Compose:
     """The lesson's MNIST transform; `pad=2` gives LeNet-5 its 32x32 input."""
     steps = [transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]
     if pad:
-        # Pad after Normalize so the border is 0 in normalised units too.
-        steps.append(transforms.Pad(pad))
+        # Pad the PIL image with black before Normalize, so the border is the digit's own
+        # background (-0.4242 once normalised), not a light frame of normalised 0.
+        steps.insert(0, transforms.Pad(pad, fill=0))
     return transforms.Compose(steps)
 
 
@@ -168,10 +169,11 @@ def to_tensors(dataset: Dataset, device: str | torch.device = "cpu") -> tuple[to
 
 
 def _mnist_tensors(dataset: datasets.MNIST, pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A whole MNIST split through `mnist_transform(pad)` at once: /255, Normalize, Pad."""
-    X = (dataset.data.unsqueeze(1).float().div(255) - MNIST_MEAN[0]) / MNIST_STD[0]
-    if pad:
-        X = torch.nn.functional.pad(X, (pad, pad, pad, pad))
+    """A whole MNIST split through `mnist_transform(pad)` at once: Pad with black, /255, Normalize."""
+    X = dataset.data.unsqueeze(1)
+    if pad:  # black uint8 pixels, before Normalize: the border is background, as in mnist_transform
+        X = torch.nn.functional.pad(X, (pad, pad, pad, pad), value=0)
+    X = (X.float().div(255) - MNIST_MEAN[0]) / MNIST_STD[0]
     return X.to(device), dataset.targets.clone().to(device)
 
 
