@@ -22,13 +22,13 @@ import torch
 import torchvision
 from tqdm.auto import tqdm
 
-from benchmarks import accuracy, conv, costs, figures, trainer
 from benchmarks.provenance import provenance
+from benchmarks import accuracy, conv, costs, distributed, figures, trainer
 from benchmarks.realdata import REPO
 from benchmarks.timing import thread_pools
 from cnnlesson.files import write_text_atomic
 
-PARTS = ("conv", "trainer", "accuracy", "figures", "costs")
+PARTS = ("conv", "trainer", "distributed", "accuracy", "figures", "costs")
 
 
 def cpu_model() -> str:
@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
             "conv": lambda: conv.run(args.out, quick=args.quick),
             "trainer": lambda: {
                 device: trainer.run(args.out, quick=args.quick, work=Path(work), device=device) if ok else None
+                for device, ok in (("cpu", True), ("cuda", torch.cuda.is_available()))
+            },
+            "distributed": lambda: {
+                device: distributed.run(args.out, quick=args.quick, work=Path(work), device=device) if ok else None
                 for device, ok in (("cpu", True), ("cuda", torch.cuda.is_available()))
             },
             "accuracy": lambda: accuracy.run(args.out, quick=args.quick, work=Path(work)),

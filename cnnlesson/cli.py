@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, choices=sorted(models.MODELS))
     p.add_argument("--dataset", required=True, choices=list(CHANNELS))
     p.add_argument("--epochs", type=_positive(int), required=True)
-    p.add_argument("--batch-size", type=_positive(int), default=64)
+    p.add_argument(
+        "--batch-size", type=_positive(int), default=64,
+        help="images per optimizer step; under torchrun the global batch, split evenly between the processes",
+    )  # fmt: skip
     p.add_argument("--lr", type=_positive(float), default=0.001)
     p.add_argument(
         "--seed", type=_seed, default=None,
@@ -130,8 +133,12 @@ def _cmd_train(args, parser, device) -> int:
     _check_flags(args, parser)
     if args.out.exists() and not args.out.is_dir():
         raise NotADirectoryError(f"--out: {args.out} is a file, not a folder")
+    from cnnlesson import distributed  # torch.distributed and torchvision: imported once the flags are fine
+
+    device = distributed.local_device(device)  # under torchrun: this rank's own GPU
     # The lock also proves, before any work, that --out can be created and written.
-    with lock_folder(args.out):
+    # Under torchrun rank 0 alone writes --out, so it alone holds the lock.
+    with lock_folder(args.out) if distributed.rank() == 0 else contextlib.nullcontext():
         from cnnlesson import data
 
         if args.deterministic:
@@ -148,10 +155,13 @@ def _cmd_train(args, parser, device) -> int:
             "model": args.model, "dataset": args.dataset, "pad": pad, "seed": args.seed, "standin": args.standin,
             "data_root": str(args.data_root.resolve()),  # absolute: evaluate may run from another folder
         }  # fmt: skip
-        history = train(
+        fit = distributed.train if distributed.launched() else train
+        history = fit(
             net, train_loader, test_loader, num_epochs=args.epochs, lr=args.lr, device=device, seed=args.seed,
             checkpoint=args.out / "checkpoint.pt", resume=args.resume, meta=meta, history_file=args.out / "history.json",
         )  # fmt: skip
+        if distributed.rank() != 0:
+            return 0  # rank 0 alone writes and prints
         write_history(args.out / "history.json", history)  # also when a resumed run had no epoch left to do
     last = history[-1]
     seconds = sum(r["seconds"] for r in history)

@@ -109,13 +109,27 @@ def conv2d(x: NDArray, weight: NDArray, bias: NDArray | None = None, stride: Int
     """
     x, weight, bias = _conv_arrays(x, weight, bias, groups)
     geo = _conv_geometry(x.shape, weight.shape, stride, padding, dilation)
-    cols = _im2col(x, weight.shape[2:], geo, fill=0.0)
+    n, out_channels, kshape = x.shape[0], weight.shape[0], weight.shape[2:]
+    filters = _grouped_weight(weight, groups)  # (G, O/G, K)
+    if filters[0].size * geo.out[0] * geo.out[1] < _SMALL_PRODUCT:
+        # A small product per image (a 1x1 kernel, a single input channel): multiply image by
+        # image. NumPy's batched matmul writes (N, O, OH*OW), already NCHW, and BLAS runs each
+        # product on one thread; the batch-wide product below would need a transposed copy of
+        # the output, which costs more than such a thin product itself. A 1x1 kernel with
+        # stride 1 and no padding needs no im2col at all: each image already is its matrix.
+        plain = kshape == (1, 1) and geo.stride == (1, 1) and geo.pads == ((0, 0), (0, 0))
+        cols = x if plain else _im2col(x, kshape, geo, fill=0.0, batch_first=True)
+        product = np.matmul(filters, cols.reshape(n, groups, -1, geo.out[0] * geo.out[1]))
+        if bias is not None:
+            product += bias.reshape(groups, -1, 1)
+        return product.reshape(n, out_channels, *geo.out)
+    cols = _im2col(x, kshape, geo, fill=0.0)
     # One matrix product per group for the whole batch: (O/G, K) @ (K, N*OH*OW).
-    product = np.matmul(_grouped_weight(weight, groups), _as_matrix(cols, groups))
+    product = np.matmul(filters, _as_matrix(cols, groups))
     if bias is not None:
         product += bias.reshape(groups, -1, 1)  # while the layout is still (O, everything else)
     # (O, N, OH, OW) -> (N, O, OH, OW), copied so that, like torch, we return a C-contiguous array.
-    return np.ascontiguousarray(product.reshape(weight.shape[0], x.shape[0], *geo.out).transpose(1, 0, 2, 3))
+    return np.ascontiguousarray(product.reshape(out_channels, n, *geo.out).transpose(1, 0, 2, 3))
 
 
 def conv2d_backward(grad_output: NDArray, x: NDArray, weight: NDArray, stride: IntOrPair = 1,
@@ -309,6 +323,11 @@ def _pool_setup(x: object, kernel_size: object, stride: object,
     return x.astype(_result_dtype(x), copy=False), kshape, geo
 
 
+# Below this many multiply-adds per image, BLAS computes a product on one thread (OpenBLAS's
+# threshold is 65536 * 4), so conv2d's image-by-image products meet no thread hand-off.
+_SMALL_PRODUCT = 2**18
+
+
 def _grouped_weight(weight: NDArray, groups: int) -> NDArray:
     # Sizes spelt out, not -1: reshape cannot infer an axis of an empty array (out_channels=0).
     return weight.reshape(groups, weight.shape[0] // groups, int(np.prod(weight.shape[1:])))  # (G, O/G, C/G*kh*kw)
@@ -326,13 +345,15 @@ def _tap_slices(i: int, j: int, geo: _Geometry) -> tuple[slice, slice]:
     return slice(i * dh, i * dh + sh * (oh - 1) + 1, sh), slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
 
 
-def _im2col(x: NDArray, kshape: tuple[int, int], geo: _Geometry, fill: float) -> NDArray:
+def _im2col(x: NDArray, kshape: tuple[int, int], geo: _Geometry, fill: float, batch_first: bool = False) -> NDArray:
     """Copy receptive fields into an array indexed (N, C, kh, kw, OH, OW).
 
     The loop runs over the kh*kw kernel taps only, each copying one strided view of the whole
     batch. In memory the batch axis comes after the kernel axes, so `_as_matrix` gets the
-    (C*kh*kw, N*OH*OW) matrix without a copy and conv2d is one big matmul: one small matmul
+    (C*kh*kw, N*OH*OW) matrix without a copy and conv2d is one big matmul: one large matmul
     per image each pays BLAS's thread hand-off, 30x slower on a busy 2-core machine.
+    `batch_first=True` keeps NCHW's order instead, one (C*kh*kw, OH*OW) matrix per image,
+    for conv2d's small products.
     """
     n, c, h, w = x.shape
     (top, bottom), (left, right) = geo.pads
@@ -340,7 +361,10 @@ def _im2col(x: NDArray, kshape: tuple[int, int], geo: _Geometry, fill: float) ->
     if top or bottom or left or right:
         padded = np.full((n, c, h + top + bottom, w + left + right), fill, dtype=x.dtype)
         padded[:, :, top:top + h, left:left + w] = x
-    cols = np.empty((c, *kshape, n, *geo.out), dtype=x.dtype).transpose(3, 0, 1, 2, 4, 5)
+    if batch_first:
+        cols = np.empty((n, c, *kshape, *geo.out), dtype=x.dtype)
+    else:
+        cols = np.empty((c, *kshape, n, *geo.out), dtype=x.dtype).transpose(3, 0, 1, 2, 4, 5)
     for i in range(kshape[0]):
         for j in range(kshape[1]):
             rows, columns = _tap_slices(i, j, geo)

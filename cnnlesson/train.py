@@ -145,6 +145,16 @@ def apply_checkpoint(state: dict, net: nn.Module | None = None, optimizer=None, 
         optimizer.load_state_dict(state["optimizer_state"])
 
 
+def print_epoch(record: dict) -> None:
+    """Print one line of an epoch's history record (through tqdm, so a bar stays intact)."""
+    shown = "-" if record["test_accuracy"] is None else f"{record['test_accuracy']:.4f}"
+    tqdm.write(
+        f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
+        f"train acc {record['train_accuracy']:.4f}, test acc {shown}, "
+        f"{record['images_per_second']:.0f} images/s"
+    )
+
+
 def _check_positive(**values) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
@@ -190,6 +200,44 @@ def write_history(path: str | os.PathLike, history: list[dict]) -> Path:
     return write_text_atomic(path, json.dumps(history, indent=2, allow_nan=False) + "\n")
 
 
+def _check_train_arguments(net, num_epochs, lr, resume, checkpoint) -> None:
+    """The checks `train` (and `cnnlesson.distributed.train`) make before any work."""
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+        raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
+    _check_positive(lr=lr)
+    if resume and checkpoint is None:
+        raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
+
+
+def resume_from(checkpoint, net: nn.Module, optimizer, lr: float, seed: int | None, meta: dict, num_epochs: int):
+    """Fill `net` and `optimizer` from `checkpoint` for a resumed run; return (history, seed).
+
+    The run's `meta` must agree with the checkpoint's on `RESUME_KEYS`; with
+    no `seed` the checkpoint's is used (and written into `meta`); this run's
+    `lr` replaces the one in the restored optimizer state. Both are said on stderr.
+    """
+    # Load to the CPU: load_state_dict copies the weights to the net's device, and
+    # the optimizer puts each state where it belongs (Adam keeps its step
+    # counters on the CPU; on the GPU, reading them would wait every step).
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    if seed is None and state["meta"].get("seed") is not None:
+        # No seed given: continue the seeded run as it began, not unseeded.
+        seed = meta["seed"] = state["meta"]["seed"]
+        _check_seed(seed, num_epochs)
+        print(f"resume: with the checkpoint's seed {seed}", file=sys.stderr)
+    _check_resume_meta(checkpoint, state["meta"], meta)
+    apply_checkpoint(state, net, optimizer, checkpoint)
+    # The restored Adam state carries the old lr; this call's lr wins, and says so.
+    old_lr = optimizer.param_groups[0]["lr"]
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    if old_lr != lr:
+        print(f"resume: learning rate changed from {old_lr:g} to {lr:g}", file=sys.stderr)
+    return state["history"], seed
+
+
 def train(
     net: nn.Module,
     train_loader: Iterable,
@@ -228,14 +276,8 @@ def train(
         DivergedError: an epoch ended with a non-finite loss or weights; that
             epoch is not saved, so the checkpoint keeps the last good one.
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
-        raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
-    _check_positive(lr=lr)
+    _check_train_arguments(net, num_epochs, lr, resume, checkpoint)
     _check_seed(seed, num_epochs)
-    if resume and checkpoint is None:
-        raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
     device = get_device(device)
     meta = _default_meta(net, seed, meta)
     net.to(device)
@@ -243,24 +285,7 @@ def train(
     loss_fn = nn.CrossEntropyLoss()
     history: list[dict] = []
     if resume and Path(checkpoint).exists():
-        # Load to the CPU: load_state_dict copies the weights to the net's device, and
-        # the optimizer puts each state where it belongs (Adam keeps its step
-        # counters on the CPU; on the GPU, reading them would wait every step).
-        state = load_checkpoint(checkpoint, map_location="cpu")
-        if seed is None and state["meta"].get("seed") is not None:
-            # No seed given: continue the seeded run as it began, not unseeded.
-            seed = meta["seed"] = state["meta"]["seed"]
-            _check_seed(seed, num_epochs)
-            print(f"resume: with the checkpoint's seed {seed}", file=sys.stderr)
-        _check_resume_meta(checkpoint, state["meta"], meta)
-        apply_checkpoint(state, net, optimizer, checkpoint)
-        history = state["history"]
-        # The restored Adam state carries the old lr; this call's lr wins, and says so.
-        old_lr = optimizer.param_groups[0]["lr"]
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        if old_lr != lr:
-            print(f"resume: learning rate changed from {old_lr:g} to {lr:g}", file=sys.stderr)
+        history, seed = resume_from(checkpoint, net, optimizer, lr, seed, meta, num_epochs)
     for epoch in range(len(history), num_epochs):
         if seed is not None:
             torch.manual_seed(seed + epoch)
@@ -273,12 +298,7 @@ def train(
         record["test_accuracy"] = evaluate(net, test_loader, device) if test_loader is not None else None
         history.append(record)
         if progress:
-            shown = "-" if record["test_accuracy"] is None else f"{record['test_accuracy']:.4f}"
-            tqdm.write(
-                f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
-                f"train acc {record['train_accuracy']:.4f}, test acc {shown}, "
-                f"{record['images_per_second']:.0f} images/s"
-            )
+            print_epoch(record)
         if checkpoint is not None:
             save_checkpoint(checkpoint, net, optimizer, history, meta)
         if history_file is not None:

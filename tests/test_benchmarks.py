@@ -49,6 +49,9 @@ def test_quick_mode_runs_every_part(quick_results):
     cpu = results["trainer"]["cpu"]
     assert cpu["ratio"] == pytest.approx(cpu["trainer_images_per_second"] / cpu["lesson_images_per_second"], rel=0.01)
     assert cpu["images_per_epoch"] == 512 and cpu["steps"] == 8  # the quick stand-in: 512 digits, batches of 64
+    runs = results["distributed"]["cpu"]["runs"]
+    assert [r["processes"] for r in runs] == [1, 2] and all(r["images_per_second"] > 0 for r in runs)
+    assert results["distributed"]["cpu"]["speedup"] == pytest.approx(runs[1]["images_per_second"] / runs[0]["images_per_second"], rel=0.01)
     assert "skipped" in results["costs"]
     if "skipped" not in results["accuracy"]:
         models = results["accuracy"]["models"]

@@ -1,5 +1,6 @@
 """cnnlesson.conv against torch.nn.functional and autograd, the lesson's examples and bad inputs."""
 
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnnlesson import conv
 from cnnlesson.conv import avg_pool2d, conv2d, conv2d_backward, conv2d_numpy, max_pool2d, output_size
 
 # Relative tolerance per dtype; the absolute tolerance is this times the magnitude the result
@@ -86,6 +88,35 @@ def test_conv2d_matches_torch(case):
     expected = torch_conv(x, w, b, **hyper(case)).numpy()
     scale = torch_conv(np.abs(x), np.abs(w), None if b is None else np.abs(b), **hyper(case)).max()
     assert_close(conv2d(x, w, b, **hyper(case)), expected, scale, case["dtype"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(conv_cases())
+def test_conv2d_batch_wide_product_matches_torch(case):
+    """Small cases take conv2d's image-by-image path; force its batch-wide product on them too."""
+    x, w, b = make_arrays(case)
+    expected = torch_conv(x, w, b, **hyper(case)).numpy()
+    scale = torch_conv(np.abs(x), np.abs(w), None if b is None else np.abs(b), **hyper(case)).max()
+    with mock.patch.object(conv, "_SMALL_PRODUCT", 0):
+        assert_close(conv2d(x, w, b, **hyper(case)), expected, scale, case["dtype"])
+
+
+@pytest.mark.parametrize("shape, filters, kernel, stride, padding", [
+    ((64, 1, 28, 28), 32, 3, 1, 1),  # MNISTNet's first layer: one product per image
+    ((256, 16, 8, 8), 32, 1, 1, 0),  # 1x1: each image is its own matrix, no im2col
+    ((8, 16, 8, 8), 8, 1, 2, 1),  # 1x1 with stride and padding
+    ((8, 32, 14, 14), 64, 3, 2, 1),  # large products: one for the whole batch
+])
+def test_conv2d_on_layer_sizes_matches_torch(shape, filters, kernel, stride, padding):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    w = rng.standard_normal((filters, shape[1], kernel, kernel), dtype=np.float32)
+    b = rng.standard_normal(filters, dtype=np.float32)
+    expected = torch_conv(x, w, b, stride=stride, padding=padding).numpy()
+    scale = torch_conv(np.abs(x), np.abs(w), np.abs(b), stride=stride, padding=padding).max()
+    actual = conv2d(x, w, b, stride=stride, padding=padding)
+    assert_close(actual, expected, scale, np.float32)
+    assert actual.flags.c_contiguous
 
 
 @settings(max_examples=500, deadline=None)

@@ -126,6 +126,12 @@ def _named(part: dict) -> list[dict]:
     return [{"name": name, ABSENT: True} if row is None else {"name": name, **row} for name, row in part.items()]
 
 
+def _runs(part: dict) -> list[dict]:
+    """Each device's runs (1, 2, ... processes) as rows; a device the machine lacked is marked absent."""
+    return [{"name": device, ABSENT: True} if run is None else {"name": device, "data": run["data"], **r}
+            for device, run in part.items() for r in ([None] if run is None else run["runs"])]
+
+
 class Table(NamedTuple):
     """Where a table's rows are in results.json, and its columns.
 
@@ -187,6 +193,13 @@ TABLES: dict[str, Table] = {
         ("per epoch, mean (%)", lambda row: " → ".join(f"{100 * a:.2f}" for a in row["test_accuracy"])),
         ("training time per run", "{train_seconds:.0f} s"),
     ], rows=_named),
+    "distributed": Table("distributed", [
+        ("device", "{name}"),
+        ("processes", "{processes}"),
+        ("threads each", lambda row: str(row["threads_per_process"]) if row["name"] == "cpu" else ""),
+        ("images/s (all processes)", "{images_per_second:,.0f}"),
+        ("data", "{data}"),
+    ], rows=_runs, absent="not measured (no such device on the machine that ran the benchmarks)"),
     "costs": Table("costs", [("what", "{what}"), ("time", "{seconds:.0f} s")], rows=_costs),
 }
 
