@@ -16,6 +16,16 @@ matplotlib.use("Agg")
 os.environ.pop("CNNLESSON_DEVICE", None)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--torch-device",
+        default=None,
+        # Not --device: pytest-playwright owns that one (an emulated phone or tablet).
+        help="run every page block with this device (cpu, cuda, mps) as cnnlesson's default "
+        "(CNNLESSON_DEVICE); an unavailable device fails the blocks instead of falling back",
+    )
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory):
     """A data root holding stand-in MNIST under MNIST/raw (IDX files)."""

@@ -31,6 +31,13 @@ SHOWN_LANGUAGES = {"console", "text"}
 FENCE = re.compile(r"^(\s*)(`{3,})(.*)$")
 
 
+def read_mkdocs_yml() -> dict:
+    """mkdocs.yml as mkdocs reads it (its `!ENV` tags included)."""
+    from mkdocs.utils.yaml import get_yaml_loader
+
+    return yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=get_yaml_loader())
+
+
 def page_id(path: Path) -> str:
     return path.relative_to(DOCS).as_posix() if path.is_relative_to(DOCS) else path.name
 
@@ -72,7 +79,19 @@ def docs_data(tmp_path_factory, mnist_root, cifar_root):
 
 
 @pytest.fixture
-def reader_dir(tmp_path, monkeypatch, docs_data):
+def forced_device(request, monkeypatch) -> str | None:
+    """`pytest --torch-device cuda`: the device every page block gets as its default, checked to exist."""
+    device = request.config.getoption("--torch-device")
+    if device is not None:
+        from cnnlesson.train import DEVICE_ENV, get_device
+
+        get_device(device)  # ValueError when the machine lacks it: no silent run on the CPU
+        monkeypatch.setenv(DEVICE_ENV, device)
+    return device
+
+
+@pytest.fixture
+def reader_dir(tmp_path, monkeypatch, docs_data, forced_device):
     """A fresh working directory holding `data/`, with figures drawn off-screen."""
     shutil.copytree(docs_data, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
@@ -89,6 +108,32 @@ def test_page_block(block_id, block, reader_dir):
 
 
 # --- The harness itself --------------------------------------------------------
+
+
+def test_forced_device_is_the_blocks_default(reader_dir, forced_device):
+    """Under `pytest --torch-device D`, a block's `get_device()` (what the pages and the CLI use) is D."""
+    from cnnlesson.train import get_device
+
+    block = CodeBlock("from cnnlesson.train import get_device\nprint(get_device())\n", 1, "python")
+    expected = str(get_device(forced_device)) if forced_device else str(get_device("auto"))
+    assert run_block(block) == expected + "\n"
+
+
+def test_device_option_reaches_the_blocks():
+    """The option gets through pytest to the blocks: a forced CUDA runs them there, or fails them without one."""
+    import subprocess
+    import sys
+
+    import torch
+
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "--torch-device", "cuda",
+         "-k", "test_forced_device_is_the_blocks_default or (test_page_block and index.md)"],
+        cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    if torch.cuda.is_available():
+        assert re.search(r"\b2 passed", run.stdout), run.stdout + run.stderr
+    else:  # never a silent fallback to the CPU
+        assert re.search(r"\b2 error", run.stdout) and "'cuda' is not available" in run.stdout, run.stdout
 
 
 def test_every_page_has_blocks_and_names_are_unique():
@@ -154,15 +199,24 @@ def test_no_block_is_skipped(page):
 
 def test_notebook_code_cells_are_the_pages_python_blocks(docs_hook):
     notebook = docs_hook("notebook")
-    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+    nav = read_mkdocs_yml()["nav"]
     pages = notebook.lesson_pages(nav)
     nb = notebook.build_notebook(DOCS, pages, lambda page, url: None, notebook.results_renderer(DOCS))
     # The measured numbers are put in, as on the pages.
     assert not any("{{ results" in cell.source for cell in nb.cells)
 
+    # The one cell that is not a page's block: the first code cell installs
+    # the version of cnnlesson that the site documents.
+    import cnnlesson
+
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    install = [cell for cell in code_cells if cell.metadata["cnnlesson"].get("install")]
+    assert install == code_cells[:1], "exactly one install cell, and it comes first"
+    assert install[0].source == f"%pip install cnnlesson=={cnnlesson.__version__}"
+
     in_notebook: dict[str, str] = {}
     outputs: dict[str, str] = {}
-    for cell in nb.cells:
+    for cell in code_cells[1:]:
         if cell.cell_type == "code":
             block_id = cell.metadata["cnnlesson"]["block"]
             in_notebook[block_id] = in_notebook.get(block_id, "") + cell.source + "\n"
