@@ -6,7 +6,7 @@ read them offline.
 
 Site (for browser tests; see tests/test_explorer.py and tests/test_site.py):
 
-- ``build_site(out, site_url=None)``: runs ``mkdocs build --strict`` into
+- ``build_site(out, site_url=None, env=None)``: runs ``mkdocs build --strict`` into
   ``out`` through mkdocs' public Python API (``CNNLESSON_MKDOCS_YML`` picks
   another config); for tests that need a build of their own.
 - ``built_site``: the site, built once per session into a temporary folder,
@@ -157,15 +157,18 @@ finally:
 
 @pytest.fixture(scope="session")
 def build_site():
-    """A function: build_site(out, site_url=None) runs `mkdocs build --strict` into out."""
+    """A function: build_site(out, site_url=None, env=None) runs `mkdocs build --strict` into out.
+
+    `env` adds environment variables to the build's (CNNLESSON_OFFLINE=true: the offline copy).
+    """
     config_file = Path(os.environ.get("CNNLESSON_MKDOCS_YML", ROOT / "mkdocs.yml"))
     if not config_file.exists():
         pytest.fail(f"{config_file} is missing: nothing to build")
 
-    def build(out: Path, site_url: str | None = None) -> Path:
+    def build(out: Path, site_url: str | None = None, env: dict[str, str] | None = None) -> Path:
         proc = subprocess.run([sys.executable, "-c", _BUILD, str(config_file), site_url or "", str(out)],
                               cwd=config_file.parent, capture_output=True, text=True,
-                              env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+                              env={**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})})
         assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
         return Path(out)
 
