@@ -26,6 +26,7 @@ derived from mkdocs.yml's `repo_url`.
 
 import base64
 import importlib.util
+import posixpath
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -255,7 +256,9 @@ def on_page_markdown(markdown, page, config, files):
     # Under each lesson page's title: the whole lesson as a notebook, in Colab or downloaded.
     if page.file.src_uri not in lesson_pages(config.nav):
         return markdown
-    download = get_relative_url(NOTEBOOK, page.file.url)
+    # mkdocs-jupyter copies the .ipynb next to the notebook page's index.html.
+    notebook = files.get_file_from_path(NOTEBOOK)
+    download = get_relative_url(posixpath.join(posixpath.dirname(notebook.dest_uri), NOTEBOOK), page.file.url)
     links = (
         f'[Open in Colab]({colab_url(config.repo_url)}){{ .md-button }} '
         f'<a href="{download}" class="md-button" download>Download notebook</a>'
