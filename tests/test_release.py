@@ -67,6 +67,11 @@ def test_urls_are_set_once_and_agree(docs_hook):
     owner_repo = mkdocs["repo_url"].removeprefix("https://github.com/")
     colab = docs_hook("notebook").colab_url(mkdocs["repo_url"])
     assert colab == f"https://colab.research.google.com/github/{owner_repo}/blob/notebook/lesson.ipynb"
+    # The README (which cannot derive them) names the same ones; the pages name none.
+    for path in [ROOT / "README.md", *PAGES]:
+        for found in re.findall(r"https://[\w.-]*github\.(?:com|io)[^\s)`'\"]*", path.read_text(encoding="utf-8")):
+            assert path.name == "README.md", f"{path.name} names {found}: link to the site's own pages instead"
+            assert found.startswith((mkdocs["site_url"], mkdocs["repo_url"])), f"README names {found}"
 
 
 # --- The sdist and the wheel -----------------------------------------------------------
