@@ -83,7 +83,7 @@ def forced_device(request, monkeypatch) -> str | None:
     """`pytest --torch-device cuda`: the device every page block gets as its default, checked to exist."""
     device = request.config.getoption("--torch-device")
     if device is not None:
-        from cnnlesson.train import DEVICE_ENV, get_device
+        from cnnlesson.device import DEVICE_ENV, get_device
 
         get_device(device)  # ValueError when the machine lacks it: no silent run on the CPU
         monkeypatch.setenv(DEVICE_ENV, device)
@@ -112,7 +112,7 @@ def test_page_block(block_id, block, reader_dir):
 
 def test_forced_device_is_the_blocks_default(reader_dir, forced_device):
     """Under `pytest --torch-device D`, a block's `get_device()` (what the pages and the CLI use) is D."""
-    from cnnlesson.train import get_device
+    from cnnlesson.device import get_device
 
     block = CodeBlock("from cnnlesson.train import get_device\nprint(get_device())\n", 1, "python")
     expected = str(get_device(forced_device)) if forced_device else str(get_device("auto"))

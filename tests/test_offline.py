@@ -24,9 +24,9 @@ from cnnlesson.conv import conv2d
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def offline_site(build_site, tmp_path_factory) -> Path:
-    """The offline copy, built once for this module."""
+    """The offline copy, built once per session."""
     return build_site(tmp_path_factory.mktemp("site-offline"), env={"CNNLESSON_OFFLINE": "true"})
 
 
