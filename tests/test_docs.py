@@ -121,19 +121,28 @@ def test_forced_device_is_the_blocks_default(reader_dir, forced_device):
 
 def test_device_option_reaches_the_blocks():
     """The option gets through pytest to the blocks: a forced CUDA runs them there, or fails them without one."""
-    import subprocess
-    import sys
-
     import torch
 
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "--torch-device", "cuda",
-         "-k", "test_forced_device_is_the_blocks_default or (test_page_block and index.md)"],
-        cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    class Reports:  # a pytest plugin that keeps each phase's report
+        def __init__(self):
+            self.seen = []
+
+        def pytest_runtest_logreport(self, report):
+            self.seen.append(report)
+
+    reports = Reports()
+    # In this process (pytester's in-process way): torch is imported already, so it takes seconds.
+    pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--torch-device", "cuda",
+                 "-k", "test_forced_device_is_the_blocks_default or (test_page_block and index.md)"],
+                plugins=[reports])  # fmt: skip
+    ran = {r.nodeid.split("::")[-1].split("[")[0] for r in reports.seen}
+    assert ran == {"test_forced_device_is_the_blocks_default", "test_page_block"}, ran
     if torch.cuda.is_available():
-        assert re.search(r"\b2 passed", run.stdout), run.stdout + run.stderr
-    else:  # never a silent fallback to the CPU
-        assert re.search(r"\b2 error", run.stdout) and "'cuda' is not available" in run.stdout, run.stdout
+        assert all(r.passed for r in reports.seen), [r.longreprtext for r in reports.seen if not r.passed]
+    else:  # never a silent fallback to the CPU: both fail at setup, naming the device
+        failed = [r for r in reports.seen if r.failed]
+        assert [r.when for r in failed] == ["setup", "setup"], [(r.nodeid, r.when) for r in reports.seen]
+        assert all("'cuda' is not available" in r.longreprtext for r in failed)
 
 
 def test_every_page_has_blocks_and_names_are_unique():
