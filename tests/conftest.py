@@ -7,7 +7,7 @@ torchvision's own parser, CIFAR-10 by `load_cifar10(root, standin=True)`
 
 Site (for browser tests; see tests/test_explorer.py and tests/test_site.py):
 
-- ``build_site(out, site_url=None)``: runs ``mkdocs build --strict`` into
+- ``build_site(out, site_url=None, env=None)``: runs ``mkdocs build --strict`` into
   ``out`` through mkdocs' public Python API (``CNNLESSON_MKDOCS_YML`` picks
   another config); for tests that need a build of their own.
 - ``built_site``: the site, built once per session into a temporary folder,
@@ -45,6 +45,16 @@ matplotlib.use("Agg")
 # Tests pick their device explicitly; a CNNLESSON_DEVICE left in the shell
 # would otherwise change what get_device() returns under test.
 os.environ.pop("CNNLESSON_DEVICE", None)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--torch-device",
+        default=None,
+        # Not --device: pytest-playwright owns that one (an emulated phone or tablet).
+        help="run every page block with this device (cpu, cuda, mps) as cnnlesson's default "
+        "(CNNLESSON_DEVICE); an unavailable device fails the blocks instead of falling back",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -148,15 +158,18 @@ finally:
 
 @pytest.fixture(scope="session")
 def build_site():
-    """A function: build_site(out, site_url=None) runs `mkdocs build --strict` into out."""
+    """A function: build_site(out, site_url=None, env=None) runs `mkdocs build --strict` into out.
+
+    `env` adds environment variables to the build's (CNNLESSON_OFFLINE=true: the offline copy).
+    """
     config_file = Path(os.environ.get("CNNLESSON_MKDOCS_YML", ROOT / "mkdocs.yml"))
     if not config_file.exists():
         pytest.fail(f"{config_file} is missing: nothing to build")
 
-    def build(out: Path, site_url: str | None = None) -> Path:
+    def build(out: Path, site_url: str | None = None, env: dict[str, str] | None = None) -> Path:
         proc = subprocess.run([sys.executable, "-c", _BUILD, str(config_file), site_url or "", str(out)],
                               cwd=config_file.parent, capture_output=True, text=True,
-                              env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+                              env={**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})})
         assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
         return Path(out)
 

@@ -32,6 +32,13 @@ PAGES = sorted(p for p in DOCS.rglob("*.md") if "hooks" not in p.relative_to(DOC
 SHOWN_LANGUAGES = {"console", "text"}
 
 
+def read_mkdocs_yml() -> dict:
+    """mkdocs.yml as mkdocs reads it (its `!ENV` tags included)."""
+    from mkdocs.utils.yaml import get_yaml_loader
+
+    return yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=get_yaml_loader())
+
+
 def page_id(path: Path) -> str:
     return path.relative_to(DOCS).as_posix() if path.is_relative_to(DOCS) else path.name
 
@@ -84,7 +91,19 @@ def read_cifar10_as_standin(monkeypatch) -> None:
 
 
 @pytest.fixture
-def reader_dir(tmp_path, monkeypatch, docs_data):
+def forced_device(request, monkeypatch) -> str | None:
+    """`pytest --torch-device cuda`: the device every page block gets as its default, checked to exist."""
+    device = request.config.getoption("--torch-device")
+    if device is not None:
+        from cnnlesson.device import DEVICE_ENV, get_device
+
+        get_device(device)  # ValueError when the machine lacks it: no silent run on the CPU
+        monkeypatch.setenv(DEVICE_ENV, device)
+    return device
+
+
+@pytest.fixture
+def reader_dir(tmp_path, monkeypatch, docs_data, forced_device):
     """A fresh working directory holding `data/`, with figures drawn off-screen."""
     shutil.copytree(docs_data, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
@@ -102,6 +121,41 @@ def test_page_block(block_id, block, reader_dir):
 
 
 # --- The harness itself --------------------------------------------------------
+
+
+def test_forced_device_is_the_blocks_default(reader_dir, forced_device):
+    """Under `pytest --torch-device D`, a block's `get_device()` (what the pages and the CLI use) is D."""
+    from cnnlesson.device import get_device
+
+    block = CodeBlock("from cnnlesson.train import get_device\nprint(get_device())\n", 1, "python")
+    expected = str(get_device(forced_device)) if forced_device else str(get_device("auto"))
+    assert run_block(block) == expected + "\n"
+
+
+def test_device_option_reaches_the_blocks():
+    """The option gets through pytest to the blocks: a forced CUDA runs them there, or fails them without one."""
+    import torch
+
+    class Reports:  # a pytest plugin that keeps each phase's report
+        def __init__(self):
+            self.seen = []
+
+        def pytest_runtest_logreport(self, report):
+            self.seen.append(report)
+
+    reports = Reports()
+    # In this process (pytester's in-process way): torch is imported already, so it takes seconds.
+    pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--torch-device", "cuda",
+                 "-k", "test_forced_device_is_the_blocks_default or (test_page_block and index.md)"],
+                plugins=[reports])  # fmt: skip
+    ran = {r.nodeid.split("::")[-1].split("[")[0] for r in reports.seen}
+    assert ran == {"test_forced_device_is_the_blocks_default", "test_page_block"}, ran
+    if torch.cuda.is_available():
+        assert all(r.passed for r in reports.seen), [r.longreprtext for r in reports.seen if not r.passed]
+    else:  # never a silent fallback to the CPU: both fail at setup, naming the device
+        failed = [r for r in reports.seen if r.failed]
+        assert [r.when for r in failed] == ["setup", "setup"], [(r.nodeid, r.when) for r in reports.seen]
+        assert all("'cuda' is not available" in r.longreprtext for r in failed)
 
 
 def test_every_page_has_blocks_and_names_are_unique():
@@ -170,15 +224,24 @@ def test_no_block_is_skipped(page):
 
 def test_notebook_code_cells_are_the_pages_python_blocks(docs_hook):
     notebook = docs_hook("notebook")
-    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+    nav = read_mkdocs_yml()["nav"]
     pages = notebook.lesson_pages(nav)
     nb = notebook.build_notebook(DOCS, pages, lambda page, url: None, notebook.results_renderer(DOCS))
     # The measured numbers are put in, as on the pages.
     assert not any("{{ results" in cell.source for cell in nb.cells)
 
+    # The one cell that is not a page's block: the first code cell installs
+    # the version of cnnlesson that the site documents.
+    import cnnlesson
+
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    install = [cell for cell in code_cells if cell.metadata["cnnlesson"].get("install")]
+    assert install == code_cells[:1], "exactly one install cell, and it comes first"
+    assert install[0].source == f"%pip install cnnlesson=={cnnlesson.__version__}"
+
     in_notebook: dict[str, str] = {}
     outputs: dict[str, str] = {}
-    for cell in nb.cells:
+    for cell in code_cells[1:]:
         if cell.cell_type == "code":
             block_id = cell.metadata["cnnlesson"]["block"]
             in_notebook[block_id] = in_notebook.get(block_id, "") + cell.source + "\n"

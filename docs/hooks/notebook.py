@@ -17,11 +17,17 @@ and the results page) and writes `.cache/notebook/lesson.ipynb`:
   pages move one level down, and figures are embedded as attachments.
 
 The notebook joins the site as `lesson.ipynb`, which mkdocs-jupyter renders
-as a page with a download button (`include_source: true`).
+as a page with a download button (`include_source: true`). Its first code
+cell installs the cnnlesson version the site documents (`install_cell`).
+Each lesson page gets "Open in Colab" and "Download notebook" links; the
+Colab one opens `lesson.ipynb` from the repository's `notebook` branch,
+which `.github/workflows/release.yml` publishes with every release, and is
+derived from mkdocs.yml's `repo_url`.
 """
 
 import base64
 import importlib.util
+import posixpath
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -29,16 +35,20 @@ from pathlib import Path
 import nbformat
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
+from mkdocs.utils import get_relative_url
 
+import cnnlesson
 from cnnlesson.files import write_text_atomic
 
 NOTEBOOK = "lesson.ipynb"
 EXCLUDED = ("reference/", "results.md")
 NOTE = (
     "*This notebook is generated from the pages of the lesson's site, and the "
-    "site's test suite runs every code cell. Install the package first: "
-    "`pip install cnnlesson`.*"
+    "site's test suite runs every code cell. The first code cell installs the "
+    "package; outside a notebook, run `pip install cnnlesson` once instead.*"
 )
+# The branch of repo_url that release.yml publishes lesson.ipynb to, for Colab.
+NOTEBOOK_BRANCH = "notebook"
 
 CONTAINER = re.compile(r'^(\s*)(?:!!!|\?\?\?\+?)\s+([\w-]+)(?:\s+"([^"]*)")?\s*$')
 TAB = re.compile(r'^(\s*)===\+?\s+"([^"]*)"\s*$')
@@ -174,6 +184,7 @@ def build_notebook(
     # Under the title: where the notebook comes from and what it needs.
     title, _, rest = cells[0].source.partition("\n")
     cells[0].source = f"{title}\n\n{NOTE}\n{rest}"
+    cells.insert(1, install_cell())
     for k, cell in enumerate(cells):
         cell.id = f"cell-{k}"  # fixed ids: the same pages give the same file
     nb = nbformat.v4.new_notebook(cells=cells)
@@ -181,6 +192,21 @@ def build_notebook(
     nb.metadata.language_info = {"name": "python"}
     nbformat.validate(nb)
     return nb
+
+
+def install_cell() -> nbformat.NotebookNode:
+    """The notebook's first code cell: installs the cnnlesson version that the site documents."""
+    source = f"%pip install cnnlesson=={cnnlesson.__version__}"
+    return nbformat.v4.new_code_cell(source, metadata={"cnnlesson": {"install": True}})
+
+
+def colab_url(repo_url: str) -> str:
+    """The Colab address of the published notebook, from mkdocs.yml's `repo_url` (a GitHub repository)."""
+    match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)/?", repo_url or "")
+    if match is None:
+        raise ValueError(f"repo_url: expected https://github.com/OWNER/REPO, got {repo_url!r}")
+    owner, repo = match.groups()
+    return f"https://colab.research.google.com/github/{owner}/{repo}/blob/{NOTEBOOK_BRANCH}/{NOTEBOOK}"
 
 
 def _image_bytes(files) -> Callable[[str, str], bytes | None]:
@@ -221,6 +247,23 @@ NBCONVERT_CDN_SCRIPTS = re.compile(
     r'|<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?mermaid.*?</script>',
     re.DOTALL,
 )
+
+
+def on_page_markdown(markdown, page, config, files):
+    # Under each lesson page's title: the whole lesson as a notebook, in Colab or downloaded.
+    if page.file.src_uri not in lesson_pages(config.nav):
+        return markdown
+    # mkdocs-jupyter copies the .ipynb next to the notebook page's index.html.
+    notebook = files.get_file_from_path(NOTEBOOK)
+    download = get_relative_url(posixpath.join(posixpath.dirname(notebook.dest_uri), NOTEBOOK), page.file.url)
+    links = (
+        f'[Open in Colab]({colab_url(config.repo_url)}){{ .md-button }} '
+        f'<a href="{download}" class="md-button" download>Download notebook</a>'
+    )
+    title, newline, rest = markdown.partition("\n")
+    if not title.startswith("# "):
+        return f"{links}\n\n{markdown}"
+    return f"{title}\n\n{links}\n{newline}{rest}"
 
 
 def on_post_page(output, page, config):
