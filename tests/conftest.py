@@ -1,10 +1,40 @@
-"""Shared fixtures: small stand-in data sets in the real on-disk formats.
+"""Shared fixtures: stand-in data sets, and the built site served to a browser.
 
-They are written once per test session with cnnlesson's own writers, so
-torchvision's real MNIST and CIFAR-10 parsers read them, offline.
+Data: small stand-in MNIST and CIFAR-10 in the real on-disk formats, written
+once per session with cnnlesson's own writers, so torchvision's real parsers
+read them offline.
+
+Site (for browser tests; see tests/test_explorer.py and tests/test_site.py):
+
+- ``build_site(out, site_url=None)``: runs ``mkdocs build --strict`` into
+  ``out`` through mkdocs' public Python API (``CNNLESSON_MKDOCS_YML`` picks
+  another config); for tests that need a build of their own.
+- ``built_site``: the site, built once per session into a temporary folder,
+  with ``site_url`` set to the local server below.
+- ``site_url``: that folder served on 127.0.0.1 by ``http.server`` in a
+  thread; the base URL, ending in ``/``.
+- ``site_pages``: every page of ``built_site``, relative to the site root
+  (``""`` for the home page, ``"convolution/"``, ...).
+- ``watch_browser(page, problems)``: appends console errors, page errors,
+  failed requests and HTTP errors of ``page`` to ``problems``.
+- ``clean_page``: pytest-playwright's ``page``, failing the test at teardown
+  if the browser reported any such problem.
+- ``browser_type_launch_args``: points pytest-playwright at Debian's Chromium
+  (``CNNLESSON_CHROMIUM`` picks another); Playwright's download is not used.
+
+Mark browser test modules with ``pytestmark = pytest.mark.browser``: they are
+skipped when Chromium is missing, except in CI (``CI=true``), where that fails.
 """
 
+from __future__ import annotations
+
+import functools
+import http.server
 import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -51,3 +81,144 @@ def docs_hook():
         return module
 
     return load
+
+
+# ---- the built site, served to Chromium --------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CNNLESSON_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright's launch arguments, pointed at Debian's Chromium."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests fail without Chromium in CI (CI=true) and are skipped elsewhere."""
+    if os.path.exists(CHROMIUM) or os.environ.get("CI"):
+        return
+    skip = pytest.mark.skip(reason=f"Chromium not found at {CHROMIUM}: install it with "
+                                   "`apt-get install -y chromium` to run the browser tests")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".ipynb": "application/x-ipynb+json", ".js": "text/javascript"}
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # The browser drops connections it no longer needs; that is not a failure.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+# The build runs in a child process: the hooks import the package, train a
+# small net and set matplotlib's backend, none of which should leak into the
+# test process. load_config + build.build is what `mkdocs build` itself runs;
+# they are used instead of the command so that site_url can be set.
+_BUILD = """
+import logging, sys
+from mkdocs import config, exceptions
+from mkdocs.commands import build
+logging.basicConfig(format="%(levelname)s %(message)s", level=logging.WARNING)  # what `mkdocs` prints
+cfg = config.load_config(sys.argv[1], site_url=sys.argv[2] or None, site_dir=sys.argv[3], strict=True)
+cfg.plugins.on_startup(command="build", dirty=False)
+try:
+    build.build(cfg)
+except exceptions.Abort as err:
+    sys.exit(f"mkdocs build --strict: {err}")
+finally:
+    cfg.plugins.on_shutdown()
+"""
+
+
+@pytest.fixture(scope="session")
+def build_site():
+    """A function: build_site(out, site_url=None) runs `mkdocs build --strict` into out."""
+    config_file = Path(os.environ.get("CNNLESSON_MKDOCS_YML", ROOT / "mkdocs.yml"))
+    if not config_file.exists():
+        pytest.fail(f"{config_file} is missing: nothing to build")
+
+    def build(out: Path, site_url: str | None = None) -> Path:
+        proc = subprocess.run([sys.executable, "-c", _BUILD, str(config_file), site_url or "", str(out)],
+                              cwd=config_file.parent, capture_output=True, text=True,
+                              env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+        assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+        return Path(out)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def _server():
+    """A local HTTP server, bound first (so the site can be built for its URL)."""
+    server = _QuietServer(("127.0.0.1", 0), _QuietHandler)
+    yield server
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def built_site(_server, build_site, tmp_path_factory) -> Path:
+    """The site, built once per session with `mkdocs build --strict`, for the local server's URL."""
+    # Material's instant navigation only takes over links whose URL (port
+    # included) is listed in sitemap.xml, and sitemap.xml is written from site_url.
+    return build_site(tmp_path_factory.mktemp("site"), f"http://127.0.0.1:{_server.server_port}/")
+
+
+@pytest.fixture(scope="session")
+def site_url(_server, built_site) -> str:
+    """Base URL (ending in /) of the built site, served from a thread."""
+    _server.RequestHandlerClass = functools.partial(_QuietHandler, directory=str(built_site))
+    thread = threading.Thread(target=_server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{_server.server_port}/"
+    _server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def site_pages(built_site) -> list[str]:
+    """Every page of the built site, as a path relative to the site root."""
+    pages = []
+    for html in sorted(built_site.rglob("*.html")):
+        rel = html.relative_to(built_site).as_posix()
+        if rel == "404.html" or rel.startswith("assets/"):
+            continue
+        pages.append(rel[: -len("index.html")] if rel.endswith("index.html") else rel)
+    assert pages, f"no pages found in {built_site}"
+    return pages
+
+
+def _watch(page, problems) -> None:
+    page.on("console", lambda msg: msg.type == "error" and problems.append(f"console: {msg.text}"))
+    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url} ({req.failure})"))
+    page.on("response", lambda res: res.status >= 400 and problems.append(f"HTTP {res.status}: {res.url}"))
+
+
+@pytest.fixture(scope="session")
+def watch_browser():
+    """A function: watch_browser(page, problems) appends the page's errors to problems (anything with .append)."""
+    return _watch
+
+
+@pytest.fixture
+def clean_page(page):
+    """pytest-playwright's page; the test fails if it logs errors or a request fails."""
+    problems: list[str] = []
+    _watch(page, problems)
+    yield page
+    assert not problems, "browser problems:\n" + "\n".join(problems)

@@ -1,0 +1,101 @@
+"""Site-wide browser checks of the built site: every page, its images, math, notebook link, search.
+
+The site, server and Chromium come from tests/conftest.py; the script that
+reports on a page is tests/js/page_report.js.
+
+    pytest tests/test_site.py -q            # needs /usr/bin/chromium
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from explorer_page import script
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def crawl(browser, site_url, site_pages, watch_browser):
+    """Visits every page once (full loads); returns ({path: report}, {path: problems})."""
+    context = browser.new_context()
+    page = context.new_page()
+    reports: dict[str, dict] = {}
+    problems: dict[str, list[str]] = {path: [] for path in site_pages}
+    current = [site_pages[0]]  # the page being visited, for the listeners
+    watch_browser(page, _Sink(problems, current))
+    for path in site_pages:
+        current[0] = path
+        page.goto(site_url + path, wait_until="load")
+        if page.locator(".arithmatex").count():
+            try:  # give the math renderer time to typeset
+                page.wait_for_function(script("math_typeset"), timeout=15000)
+            except Exception:  # noqa: BLE001 - reported by test_math_is_rendered
+                pass
+        reports[path] = page.evaluate(script("page_report"))
+    page.wait_for_timeout(100)  # late console errors of the last page
+    context.close()
+    return reports, problems
+
+
+class _Sink:
+    """A list-like target for watch_browser that files problems under the current page."""
+
+    def __init__(self, problems: dict[str, list[str]], current: list[str]):
+        self.problems, self.current = problems, current
+
+    def append(self, problem: str) -> None:
+        self.problems[self.current[0]].append(problem)
+
+
+def test_every_page_loads_cleanly(crawl, site_pages):
+    _, problems = crawl
+    bad = {path or "/": seen for path, seen in problems.items() if seen}
+    assert not bad, "pages with console errors or failed requests:\n" + json.dumps(bad, indent=1)
+    # The crawl covered every page written in docs/ (a page missing from the build fails here).
+    docs = ROOT / "docs"
+    written = {(md.parent if md.name == "index.md" else md.with_suffix("")).relative_to(docs).as_posix() + "/"
+               for md in docs.rglob("*.md")}
+    written = {"" if path == "./" else path for path in written}
+    assert written <= set(problems), f"pages of docs/ not built: {sorted(written - set(problems))}"
+
+
+def test_math_is_rendered(crawl):
+    reports, _ = crawl
+    assert sum(r["math"] for r in reports.values()) > 0, "no math found on any page"
+    bad = {path or "/": {"unrendered": r["unrendered"], "raw": r["raw"][:5]}
+           for path, r in reports.items() if r["unrendered"] or r["raw"]}
+    assert not bad, "math left as raw TeX:\n" + json.dumps(bad, indent=1)
+
+
+def test_every_image_loads(crawl):
+    reports, _ = crawl
+    broken = {path or "/": [src for src, width in r["images"] if not width]
+              for path, r in reports.items()}
+    broken = {path: srcs for path, srcs in broken.items() if srcs}
+    assert not broken, "images that did not load:\n" + json.dumps(broken, indent=1)
+
+
+def test_notebook_download_link(crawl, page):
+    reports, _ = crawl
+    links = sorted({link for r in reports.values() for link in r["notebooks"]})
+    assert links, "no page links to a .ipynb notebook"
+    for link in links:
+        response = page.request.get(link)
+        assert response.status == 200, f"{link}: HTTP {response.status}"
+        notebook = json.loads(response.body())
+        assert notebook.get("cells") and "nbformat" in notebook, f"{link} is not a notebook"
+
+
+def test_search_finds_stride(page, site_url):
+    page.goto(site_url)
+    box = page.locator("input.md-search__input")
+    box.click()
+    box.press_sequentially("stride", delay=20)  # Material's search listens to key events
+    result = page.locator(".md-search-result__item").first
+    result.wait_for(timeout=10000)
+    assert "stride" in page.locator(".md-search-result").inner_text().lower()
