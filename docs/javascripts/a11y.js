@@ -13,9 +13,10 @@
 (function () {
   "use strict";
 
-  // Elements that may scroll: code, tables and their wrappers, math, notebook output.
-  const SCROLLERS = "pre, pre > code, .md-typeset__scrollwrap, .md-typeset__table, " +
-    ".arithmatex, mjx-container, .jp-OutputArea-output, .jp-RenderedText, .cnnx-stage";
+  // Boxes of the page's content that may scroll: code, tables and their
+  // wrappers, display math, the notebook's cells. Only boxes whose content
+  // overflows are styled-checked (getComputedStyle), so the walk stays cheap.
+  const SCROLLERS = ".md-content :is(pre, code, div, table, mjx-container)";
   const ADDED = "data-a11y-tabindex";   // marks a tabindex this script added
 
   function scrolls(node) {
