@@ -21,11 +21,11 @@ import torch
 import torchvision
 from tqdm.auto import tqdm
 
-from benchmarks import accuracy, conv, costs, trainer
+from benchmarks import accuracy, conv, costs, figures, trainer
 from benchmarks.realdata import REPO
 from cnnlesson.files import write_text_atomic
 
-PARTS = ("conv", "trainer", "accuracy", "costs")
+PARTS = ("conv", "trainer", "accuracy", "figures", "costs")
 
 
 def cpu_model() -> str:
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
                 for device, ok in (("cpu", True), ("cuda", torch.cuda.is_available()))
             },
             "accuracy": lambda: accuracy.run(args.out, quick=args.quick, work=Path(work)),
+            "figures": lambda: figures.run(args.out, quick=args.quick, work=Path(work)),
             "costs": lambda: costs.run(args.out, quick=args.quick),
         }
         for part in tqdm(args.only, desc="benchmarks", unit="part"):

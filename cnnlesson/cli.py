@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from cnnlesson import data, models, viz
+from cnnlesson.device import set_deterministic
 from cnnlesson.files import write_text_atomic
 from cnnlesson.train import evaluate, get_device, load_checkpoint, train
 
@@ -46,7 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive(int), required=True)
     p.add_argument("--batch-size", type=_positive(int), default=64)
     p.add_argument("--lr", type=_positive(float), default=0.001)
-    p.add_argument("--seed", type=int, default=None, help="seed each epoch for a reproducible run")
+    p.add_argument(
+        "--seed", type=int, default=None,
+        help="seed the weights and each epoch: a reproducible run on the CPU; on a GPU add --deterministic",
+    )  # fmt: skip
+    p.add_argument(
+        "--deterministic", action="store_true",
+        help="deterministic GPU algorithms, no cuDNN autotuning, no TF32: seeded GPU runs repeat exactly, "
+        "but train slower (no effect on the CPU, which is deterministic already)",
+    )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     p.add_argument(
         "--dataloader", action="store_true",
@@ -73,6 +82,8 @@ def _cmd_train(args, parser, device) -> int:
     if models.MODELS[args.model].input_shape[0] != CHANNELS[args.dataset]:
         fits = [m for m, cls in sorted(models.MODELS.items()) if cls.input_shape[0] == CHANNELS[args.dataset]]
         parser.error(f"--model {args.model} does not take {args.dataset} images; for {args.dataset} use one of {fits}")
+    if args.deterministic:
+        set_deterministic()
     if args.seed is not None:
         torch.manual_seed(args.seed)  # the initial weights
     net = models.build_model(args.model)

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
+from cnnlesson.device import get_device
 from cnnlesson.files import atomic_path, write_text_atomic
 
 MNIST_MEAN = (0.1307,)
@@ -57,8 +58,9 @@ def mnist_transform(pad: int = 0) -> transforms.Compose:
     """The lesson's MNIST transform; `pad=2` gives LeNet-5 its 32x32 input."""
     steps = [transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]
     if pad:
-        # Pad after Normalize so the border is 0 in normalised units too.
-        steps.append(transforms.Pad(pad))
+        # Pad the PIL image with black before Normalize, so the border is the digit's own
+        # background (-0.4242 once normalised), not a light frame of normalised 0.
+        steps.insert(0, transforms.Pad(pad, fill=0))
     return transforms.Compose(steps)
 
 
@@ -167,10 +169,11 @@ def to_tensors(dataset: Dataset, device: str | torch.device = "cpu") -> tuple[to
 
 
 def _mnist_tensors(dataset: datasets.MNIST, pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A whole MNIST split through `mnist_transform(pad)` at once: /255, Normalize, Pad."""
-    X = (dataset.data.unsqueeze(1).float().div(255) - MNIST_MEAN[0]) / MNIST_STD[0]
-    if pad:
-        X = torch.nn.functional.pad(X, (pad, pad, pad, pad))
+    """A whole MNIST split through `mnist_transform(pad)` at once: Pad with black, /255, Normalize."""
+    X = dataset.data.unsqueeze(1)
+    if pad:  # black uint8 pixels, before Normalize: the border is background, as in mnist_transform
+        X = torch.nn.functional.pad(X, (pad, pad, pad, pad), value=0)
+    X = (X.float().div(255) - MNIST_MEAN[0]) / MNIST_STD[0]
     return X.to(device), dataset.targets.clone().to(device)
 
 
@@ -191,8 +194,10 @@ def get_dataloaders(
     """Return `(train_loader, test_loader)` for "mnist" or "cifar10".
 
     With `in_memory=True` each split is decoded once into tensors on `device`
-    and served by a `TensorLoader` (faster: no per-sample PIL work each
-    epoch); otherwise they are the lesson's `DataLoader`s.
+    (as `cnnlesson.device.get_device` picks it: "auto" or nothing takes the
+    GPU when there is one) and served by a `TensorLoader` (faster: no
+    per-sample PIL work each epoch); otherwise they are the lesson's
+    `DataLoader`s, whose batches stay on the CPU until the trainer moves them.
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset: expected one of {DATASETS}, got {dataset!r}")
@@ -204,7 +209,7 @@ def get_dataloaders(
             raise ValueError(f"pad: only MNIST is padded (for LeNet-5), got pad={pad} with cifar10")
         train_data, test_data = (load_cifar10(root, train=t, download=download) for t in (True, False))
     if in_memory:
-        device = device or "cpu"
+        device = get_device(device)
         # MNIST's whole split is one uint8 tensor: transform it in one go, not image by image.
         decode = (lambda d: _mnist_tensors(d, pad, device)) if dataset == "mnist" else (lambda d: to_tensors(d, device))
         train_loader = TensorLoader(*decode(train_data), batch_size=batch_size, shuffle=True)

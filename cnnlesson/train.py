@@ -14,42 +14,10 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from cnnlesson.device import DEVICE_ENV, get_device  # noqa: F401 - re-exported: the pages import it from here
 from cnnlesson.files import atomic_path
 
-DEVICE_ENV = "CNNLESSON_DEVICE"
 _CHECKPOINT_KEYS = {"model_state", "optimizer_state", "history", "meta"}
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def get_device(device: str | torch.device | None = None) -> torch.device:
-    """Pick the device: the argument, else `$CNNLESSON_DEVICE`, else CUDA, MPS, CPU.
-
-    "auto" (or nothing) takes the first available of CUDA, MPS and CPU.
-
-    Raises:
-        TypeError: `device` is neither a str nor a torch.device.
-        ValueError: `device` names an unknown or unavailable device.
-    """
-    if device is None:
-        device = os.environ.get(DEVICE_ENV) or "auto"
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise TypeError(f"device: expected a str such as 'cpu' or 'cuda', got {type(device).__name__}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
-    if not available.get(chosen.type, False):
-        have = ", ".join(name for name, ok in available.items() if ok)
-        raise ValueError(f"device: {device!r} is not available on this machine; expected one of auto, {have}")
-    return chosen
 
 
 def _model_device(net: nn.Module) -> torch.device:
@@ -92,17 +60,26 @@ def train_epoch(net: nn.Module, loader: Iterable, loss_fn, optimizer, device: to
 
 @torch.no_grad()
 def evaluate(net: nn.Module, loader: Iterable, device: str | torch.device | None = None) -> float:
-    """Return the accuracy (0..1) of `net` on `loader`, on `net`'s device unless given."""
-    device = get_device(device) if device is not None else _model_device(net)
+    """Return the accuracy (0..1) of `net` on `loader`, on `net`'s device unless given.
+
+    With a `device` other than the net's, the net is moved there for the
+    count and moved back afterwards; its train/eval mode is put back too.
+    """
+    home, was_training = _model_device(net), net.training
+    device = get_device(device) if device is not None else home
     net.to(device).eval()
-    correct, seen = 0, 0
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        correct += (net(images).argmax(1) == labels).sum().item()
-        seen += len(labels)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    try:
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            correct += (net(images).argmax(1) == labels).sum()
+            seen += len(labels)
+    finally:
+        net.to(home).train(was_training)
     if seen == 0:
         raise ValueError("loader: expected at least one batch, got none")
-    return correct / seen
+    return correct.item() / seen  # one wait for the device, not one per batch
 
 
 def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer=None, history: list | None = None, meta: dict | None = None) -> Path:
@@ -173,7 +150,9 @@ def train(
     With `seed`, epoch `e` starts from `torch.manual_seed(seed + e)`, so the
     shuffling and dropout of every epoch are fixed: a seeded CPU run is
     reproducible, and a run resumed from its checkpoint ends with the same
-    weights as one that never stopped. With `checkpoint`, the state is saved
+    weights as one that never stopped. On CUDA that holds only after
+    `cnnlesson.device.set_deterministic()` (the CLI's `--deterministic`):
+    by default cuDNN picks nondeterministic algorithms and TF32 rounding. With `checkpoint`, the state is saved
     atomically after every epoch; `resume=True` continues from it (or starts
     afresh when the file does not exist yet).
     """
@@ -190,7 +169,10 @@ def train(
     loss_fn = nn.CrossEntropyLoss()
     history: list[dict] = []
     if resume and Path(checkpoint).exists():
-        history = load_checkpoint(checkpoint, net, optimizer, map_location=device)["history"]
+        # Load to the CPU: load_state_dict copies the weights to the net's device, and
+        # the optimizer puts each state where it belongs (Adam keeps its step
+        # counters on the CPU; on the GPU, reading them would wait every step).
+        history = load_checkpoint(checkpoint, net, optimizer, map_location="cpu")["history"]
     for epoch in range(len(history), num_epochs):
         if seed is not None:
             torch.manual_seed(seed + epoch)

@@ -38,6 +38,11 @@ def _finish(fig: Figure, path) -> Figure:
     return fig
 
 
+def _numpy(array) -> np.ndarray:
+    """A NumPy copy of an array, list or tensor on any device (a GPU tensor is copied to the CPU first)."""
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
 def _as_batch(image, name: str = "image") -> torch.Tensor:
     """Accept (H, W), (C, H, W) or (1, C, H, W) and return a batch of one."""
     if not isinstance(image, torch.Tensor):
@@ -161,7 +166,7 @@ def plot_images(images: Mapping[str, np.ndarray | torch.Tensor], path: str | os.
         raise ValueError("images: expected a non-empty mapping of title -> 2-D array")
     fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.2), squeeze=False)
     for ax, (title, array) in zip(axes.flat, images.items()):
-        array = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+        array = _numpy(array)
         if array.ndim != 2:
             raise ValueError(f"images[{title!r}]: expected a 2-D array, got shape {array.shape}")
         shown = ax.imshow(array, cmap=cmap)
@@ -196,9 +201,10 @@ def plot_im2col(image, kernel, position: tuple[int, int] = (0, 0), path: str | o
     Every kh x kw window of `image` becomes one column of a (kh*kw, OH*OW)
     matrix; the kernel, flattened to one row, times that matrix gives every
     output value at once. The window at `position` and what it becomes are
-    highlighted.
+    highlighted. `image` and `kernel` may be arrays, nested lists or tensors
+    on any device.
     """
-    image, kernel = np.asarray(image, dtype=float), np.asarray(kernel, dtype=float)
+    image, kernel = _numpy(image).astype(float), _numpy(kernel).astype(float)
     if image.ndim != 2 or kernel.ndim != 2:
         raise ValueError(f"image, kernel: expected 2-D arrays, got shapes {image.shape} and {kernel.shape}")
     if kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]:

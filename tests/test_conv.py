@@ -159,10 +159,10 @@ def test_conv2d_numpy_matches_conv2d_on_one_image(seed):
     np.testing.assert_allclose(conv2d_numpy(image, kernel), batched, rtol=1e-12, atol=1e-12)
 
 
-def test_lesson_4x4_example():
-    image = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2], [3, 4, 5, 6]])
+def test_lesson_3x4_example():
+    image = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2]])  # the lesson's section 1 input
     kernel = np.array([[1, 0], [0, 1]])  # adds each pixel to its lower-right neighbour
-    expected = [[7, 9, 11], [5, 7, 9], [13, 5, 7]]
+    expected = [[7, 9, 11], [5, 7, 9]]
     np.testing.assert_array_equal(conv2d_numpy(image, kernel), expected)
     out = conv2d(image[None, None], kernel[None, None])
     assert out.dtype == np.float64  # integers are promoted
@@ -257,3 +257,54 @@ for pool in (max_pool2d, avg_pool2d):
 def test_bad_inputs_raise_clear_errors(fn, args, kwargs, error, message):
     with pytest.raises(error, match=message):
         fn(*args, **kwargs)
+
+
+# --- issue 11: the convolution page's first example is the lesson's, and its verbatim loop ---------
+
+import re  # noqa: E402
+
+from lesson_code import DOCS, page_blocks, page_definition  # noqa: E402
+
+# The lesson's section 1 (../shared/lesson/07_CNN_Basics.txt): three rows of four, and its 2x2 filter.
+LESSON_INPUT = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2]]
+LESSON_FILTER = [[1, 0], [0, 1]]
+LESSON_OUTPUT = [[7, 9, 11], [5, 7, 9]]
+
+
+def test_page_first_example_is_the_lessons_3x4_input():
+    first = page_blocks("convolution.md")[0]
+    namespace = {"__name__": "__main__"}
+    exec(compile(first.code, f"<convolution.md:{first.lineno}>", "exec"), namespace)
+    np.testing.assert_array_equal(namespace["image"], LESSON_INPUT)
+    np.testing.assert_array_equal(namespace["kernel"], LESSON_FILTER)
+    output = conv2d_numpy(namespace["image"], namespace["kernel"])
+    assert output.shape == (2, 3)  # three rows, four columns: 2x3, not square
+    np.testing.assert_array_equal(output, LESSON_OUTPUT)
+    # The output the page prints under the block is the lesson's answer too.
+    assert first.expected_output.strip().endswith("[[ 7.  9. 11.]\n [ 5.  7.  9.]]")
+    # The matrix typeset above the block is the same 3x4 input.
+    text = (DOCS / "convolution.md").read_text(encoding="utf-8")
+    typeset = re.search(r"\\underbrace\{\\begin\{bmatrix\}(.*?)\\end\{bmatrix\}\}_\{\\text\{Input image\}\}", text)
+    rows = [[int(v) for v in row.split("&")] for row in typeset.group(1).split(r"\\")]
+    assert rows == LESSON_INPUT
+
+
+def test_page_conv2d_numpy_behaves_like_the_package(mnist_root):
+    """The lesson's loop as the page prints it, against cnnlesson.conv on digits and random images."""
+    from torchvision import datasets
+
+    page_conv = page_definition("convolution.md", "conv2d_numpy")
+    assert page_conv is not conv2d_numpy and page_conv.__module__ == "docs.convolution.md"
+    rng = np.random.default_rng(11)
+    sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    cases = [(np.array(LESSON_INPUT), np.array(LESSON_FILTER)), (np.array(LESSON_INPUT), sobel_x[:2])]
+    digits = datasets.MNIST(mnist_root, train=True)  # digits in MNIST's own file format, read by torchvision
+    for k in range(3):
+        digit = np.asarray(digits[k][0], dtype=np.float64)
+        cases += [(digit, sobel_x), (digit, sobel_x.T), (digit, rng.standard_normal((5, 5)))]
+    cases += [(rng.standard_normal((h, w)), rng.standard_normal((kh, kw)))
+              for h, w, kh, kw in [(28, 28, 3, 3), (7, 11, 2, 5), (5, 5, 5, 5), (9, 4, 1, 1)]]
+    for image, kernel in cases:
+        np.testing.assert_array_equal(page_conv(image, kernel), conv2d_numpy(image, kernel))
+        np.testing.assert_allclose(page_conv(image, kernel), conv2d(image[None, None], kernel[None, None])[0, 0],
+                                   rtol=1e-12, atol=1e-9)

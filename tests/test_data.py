@@ -55,7 +55,7 @@ def test_lesson_transform_normalises_with_mnist_statistics(mnist_root):
 def test_pad_gives_lenet5_its_32x32_input(mnist_root):
     image, _ = load_mnist(mnist_root, pad=2)[0]
     assert image.shape == (1, 32, 32)
-    assert image[0, :2].abs().max() == 0  # the added border
+    assert image[0, :2].max() == image[0, :2].min() == image[0, 2:-2, 2:-2].min()  # the added border: background
     assert len(mnist_transform(pad=2).transforms) == 3
 
 
@@ -142,3 +142,21 @@ def test_mnist_padding_from_the_input_shape():
     assert mnist_padding((1, 32, 32)) == 2
     with pytest.raises(ValueError, match=r"input_shape: expected a square side of 28 \+ 2k pixels, got \(3, 31, 31\)"):
         mnist_padding((3, 31, 31))
+
+
+# --- issue 11: LeNet-5's border is the digits' background, not a light frame ----------------------
+
+MNIST_BACKGROUND = (0.0 - 0.1307) / 0.3081  # a black pixel once normalised, about -0.4242
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_lenet5_border_is_the_background(mnist_root, in_memory):
+    train_loader, _ = get_dataloaders("mnist", mnist_root, batch_size=32, in_memory=in_memory, pad=2)
+    images, _ = next(iter(train_loader))
+    assert images.shape[-2:] == (32, 32)
+    frame = torch.ones(32, 32, dtype=torch.bool)
+    frame[2:-2, 2:-2] = False
+    border = images[:, 0][:, frame]
+    torch.testing.assert_close(border, torch.full_like(border, MNIST_BACKGROUND), rtol=0, atol=1e-6)
+    # The digit's own black corner is the same value: no frame shows.
+    torch.testing.assert_close(images[:, 0, 2, 2], torch.full_like(images[:, 0, 2, 2], MNIST_BACKGROUND), rtol=0, atol=1e-6)

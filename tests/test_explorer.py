@@ -22,7 +22,7 @@ from cnnlesson.conv import avg_pool2d, conv2d, max_pool2d
 
 pytestmark = pytest.mark.browser
 
-LESSON_INPUT = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2], [3, 4, 5, 6]], dtype=float)
+LESSON_INPUT = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2]], dtype=float)  # the lesson's section 1: 3x4
 KERNELS = {
     "lesson": np.array([[1, 0], [0, 1]], dtype=float),
     "identity": np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=float),
@@ -66,7 +66,7 @@ def test_lesson_example_matches_conv2d(explorer):
     np.testing.assert_array_equal(grid_array(st["input"]), LESSON_INPUT)
     out = grid_array(st["output"])
     np.testing.assert_allclose(out, conv_ref(LESSON_INPUT, KERNELS["lesson"]), rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(out, [[7, 9, 11], [5, 7, 9], [13, 5, 7]])
+    np.testing.assert_array_equal(out, [[7, 9, 11], [5, 7, 9]])  # 2x3: rows and columns counted apart
     assert st["calc"].strip() == "1×1 + 2×0 + 5×0 + 6×1 = 7"
     assert st["current"] == {(0, 0)}
     assert st["window"] == {(0, 0), (0, 1), (1, 0), (1, 1)}
@@ -140,10 +140,10 @@ def test_stepping_highlights_the_window(explorer):
 
 
 def test_arrow_keys_and_play(explorer):
-    ex = explorer("conv")  # lesson example: 3x3 output
+    ex = explorer("conv")  # lesson example: 2x3 output
     ex.tid("stage").focus()
     for key, where in [("ArrowRight", (0, 1)), ("ArrowDown", (1, 1)), ("ArrowLeft", (1, 0)),
-                       ("End", (2, 2)), ("ArrowRight", (2, 2)), ("Home", (0, 0)), ("ArrowUp", (0, 0))]:
+                       ("End", (1, 2)), ("ArrowRight", (1, 2)), ("Home", (0, 0)), ("ArrowUp", (0, 0))]:
         ex.page.keyboard.press(key)
         assert ex.state()["current"] == {where}, key
     ex.tid("play").click()
@@ -193,9 +193,11 @@ def test_formula_follows_the_settings(explorer):
     ex = explorer("conv")
     formula = ex.state()["formula"]
     assert "⌊(H + 2·P − D·(K − 1) − 1) / S⌋ + 1" in formula
-    assert "⌊(4 + 2·0 − 1·(2 − 1) − 1) / 1⌋ + 1 = 3" in formula
+    assert "⌊(3 + 2·0 − 1·(2 − 1) − 1) / 1⌋ + 1 = 2" in formula  # the lesson's 3 rows
+    assert "⌊(4 + 2·0 − 1·(2 − 1) − 1) / 1⌋ + 1 = 3" in formula  # and 4 columns
     ex.set(stride=2, padding=1)
     formula = ex.state()["formula"]
+    assert "⌊(3 + 2·1 − 1·(2 − 1) − 1) / 2⌋ + 1 = 2" in formula
     assert "⌊(4 + 2·1 − 1·(2 − 1) − 1) / 2⌋ + 1 = 3" in formula
     assert "⌊(4 + 2·0" not in formula
     ex.set(input_text="1 2 3 4 5 6\n6 5 4 3 2 1", dilation=2)  # 2 rows, 6 columns
@@ -209,7 +211,7 @@ def test_formula_follows_the_settings(explorer):
 
 
 _GOOD = {"stride": 1, "dilation": 1, "padding": 0, "pool-kernel": 2, "kernel-text": "1 0\n0 1",
-         "input-text": "1 2 3 4\n5 6 7 8\n9 0 1 2\n3 4 5 6"}
+         "input-text": "1 2 3 4\n5 6 7 8\n9 0 1 2"}
 
 
 @pytest.mark.parametrize(("mode", "cases"), [
@@ -268,7 +270,8 @@ def test_pooling_calc_text(explorer):
     ex.set(pool_type="avg")
     st = ex.state()
     assert st["calc"].strip() == "avg(3, 4, 7, 8) = (3 + 4 + 7 + 8) / 4 = 5.5"
-    np.testing.assert_array_equal(grid_array(st["output"]), [[3.5, 5.5], [4, 3.5]])
+    np.testing.assert_array_equal(grid_array(st["output"]), [[3.5, 5.5]])  # the lesson's third row fits no window
+    assert "⌊(3 + 2·0 − 2) / 2⌋ + 1 = 1" in st["formula"]
     assert "⌊(4 + 2·0 − 2) / 2⌋ + 1 = 2" in st["formula"]
 
 

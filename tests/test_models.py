@@ -104,3 +104,54 @@ def test_build_model_errors():
         build_model("resnet")
     with pytest.raises(TypeError, match="name: expected a str"):
         build_model(MNISTNet)
+
+
+# --- issue 11: the pages' verbatim copies of the lesson's models behave like the package's ----------
+
+from lesson_code import page_definition  # noqa: E402
+
+PAGE_MODELS = [("mnist.md", MNISTNet), ("batchnorm.md", CNNWithBN), ("cifar10.md", CIFAR10Net)]
+
+
+def _digits(root, dataset: str, n: int = 16) -> torch.Tensor:
+    """A batch of images read from disk through the lesson's own transform."""
+    from cnnlesson.data import load_cifar10, load_mnist
+
+    data = load_mnist(root) if dataset == "mnist" else load_cifar10(root)
+    return torch.stack([data[k][0] for k in range(n)])
+
+
+@pytest.mark.parametrize("page, package_class", PAGE_MODELS, ids=[cls.__name__ for _, cls in PAGE_MODELS])
+def test_page_model_behaves_like_the_package(page, package_class, mnist_root, cifar_root):
+    page_class = page_definition(page, package_class.__name__)
+    assert page_class is not package_class
+    torch.manual_seed(0)
+    package = package_class()
+    copy = page_class()
+    copy.load_state_dict(package.state_dict())  # the same weights (names and shapes must match)
+    x = _digits(cifar_root, "cifar10") if package_class is CIFAR10Net else _digits(mnist_root, "mnist")
+
+    # Train mode under the same seed: the same dropout masks, batch statistics and gradients.
+    package.train(), copy.train()
+    outputs = []
+    for net in (package, copy):
+        torch.manual_seed(123)
+        out = net(x)
+        out.logsumexp(1).sum().backward()
+        outputs.append(out.detach())
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    for (name, p), (_, q) in zip(package.named_parameters(), copy.named_parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0, msg=name)
+    for (name, a), (_, b) in zip(package.state_dict().items(), copy.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)  # BN running statistics moved alike
+
+    # Eval mode: deterministic, running statistics used, the same answer.
+    package.eval(), copy.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(package(x), copy(x), rtol=0, atol=0)
+
+    if any(isinstance(m, (nn.Dropout, nn.Dropout2d)) for m in package.modules()):
+        # The train-mode check is not vacuous: another seed gives other dropout masks.
+        package.train()
+        torch.manual_seed(124)
+        assert not torch.equal(package(x).detach(), outputs[0])

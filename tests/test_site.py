@@ -99,3 +99,34 @@ def test_search_finds_stride(page, site_url):
     result = page.locator(".md-search-result__item").first
     result.wait_for(timeout=10000)
     assert "stride" in page.locator(".md-search-result").inner_text().lower()
+
+
+# --- issue 11: no empty band between a page title and its first line --------------------------------
+
+TITLE_GAP = """() => {
+  const h1 = document.querySelector("article h1"), next = h1.nextElementSibling;
+  const title = h1.getBoundingClientRect(), below = next.getBoundingClientRect();
+  const margins = Math.max(parseFloat(getComputedStyle(h1).marginBottom), parseFloat(getComputedStyle(next).marginTop));
+  const lines = new Set();  // the lines the title's visible text takes (the permalink is hidden until hover)
+  for (const node of h1.childNodes) {
+    if (node.nodeType !== Node.TEXT_NODE) continue;
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    for (const r of range.getClientRects()) if (r.width > 0) lines.add(Math.round(r.top));
+  }
+  return {height: title.height, lineHeight: parseFloat(getComputedStyle(h1).lineHeight), lines: lines.size,
+          gap: below.top - title.bottom, margins};
+}"""
+
+
+@pytest.mark.parametrize("viewport", [(1280, 900), (1440, 900)])
+def test_home_title_has_no_empty_band_below_it(browser, site_url, viewport):
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    page = context.new_page()
+    page.goto(site_url, wait_until="load")
+    box = page.evaluate(TITLE_GAP)
+    context.close()
+    # The title's box holds exactly its text lines (the hidden permalink once wrapped onto a line of its own)
+    # and nothing but the usual margin separates it from the first paragraph.
+    assert box["height"] <= box["lines"] * box["lineHeight"] + 1, box
+    assert box["gap"] <= box["margins"] + 1, box

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cnnlesson import train as train_module
+from cnnlesson import device as device_module
 from cnnlesson.data import TensorLoader, get_dataloaders
 from cnnlesson.models import CNNWithBN, MNISTNet
 from cnnlesson.train import evaluate, get_device, load_checkpoint, save_checkpoint, train
@@ -25,7 +25,7 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 def test_device_argument_env_and_auto(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(train_module, "_mps_available", lambda: False)
+    monkeypatch.setattr(device_module, "_mps_available", lambda: False)
     assert get_device() == torch.device("cpu")
     assert get_device("auto") == torch.device("cpu")
     assert get_device(torch.device("cpu")) == torch.device("cpu")
@@ -37,7 +37,7 @@ def test_auto_prefers_cuda_then_mps(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert get_device() == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(train_module, "_mps_available", lambda: True)
+    monkeypatch.setattr(device_module, "_mps_available", lambda: True)
     assert get_device() == torch.device("mps")
 
 
@@ -48,7 +48,7 @@ def test_argument_overrides_environment(monkeypatch):
 
 def test_device_errors(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(train_module, "_mps_available", lambda: False)
+    monkeypatch.setattr(device_module, "_mps_available", lambda: False)
     with pytest.raises(ValueError, match=r"device: 'cuda' is not available on this machine; expected one of auto, cpu"):
         get_device("cuda")
     monkeypatch.setenv("CNNLESSON_DEVICE", "cuda")

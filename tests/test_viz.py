@@ -134,3 +134,37 @@ def test_im2col_figure_errors():
         plot_im2col(np.zeros((2, 2)), np.ones((3, 3)))
     with pytest.raises(ValueError, match="image, kernel: expected 2-D arrays"):
         plot_im2col(np.zeros((1, 4, 4)), np.ones((2, 2)))
+
+
+# --- issue 11: the feature-maps page's verbatim visualize_feature_maps behaves like the package's ---
+
+def _pixels(fig: Figure) -> np.ndarray:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba()).copy()
+
+
+def test_page_visualize_feature_maps_draws_what_the_package_draws(mnist_root, tmp_path, monkeypatch):
+    from lesson_code import page_definition
+
+    from cnnlesson.data import load_mnist
+
+    page_function = page_definition("feature-maps.md", "visualize_feature_maps")
+    assert page_function is not visualize_feature_maps
+    monkeypatch.chdir(tmp_path)  # the lesson's function saves feature_maps.png in the working directory
+    torch.manual_seed(0)
+    model = MNISTNet()
+    digits = load_mnist(mnist_root, train=False)  # digits from disk through the lesson's transform
+    for k in range(3):
+        image = digits[k][0][None]  # a batch of one, as the page passes it
+        plt.close("all")
+        page_function(model, image)
+        page_fig = plt.gcf()
+        assert (tmp_path / "feature_maps.png").read_bytes().startswith(PNG)
+        package_fig = visualize_feature_maps(model, image)
+        assert len(page_fig.axes) == len(package_fig.axes) == 32
+        for ours, theirs in zip(page_fig.axes, package_fig.axes, strict=True):
+            assert len(ours.images) == len(theirs.images) == 1 and not ours.axison and not theirs.axison
+            np.testing.assert_array_equal(ours.images[0].get_array(), theirs.images[0].get_array())
+            assert ours.images[0].get_cmap().name == theirs.images[0].get_cmap().name == "viridis"
+        np.testing.assert_array_equal(_pixels(page_fig), _pixels(package_fig))  # the same picture, pixel for pixel
+    assert not model.training  # both leave the model in eval mode, as the lesson's does

@@ -1,27 +1,26 @@
-"""Build-time figures: the lesson's diagrams and a trained MNISTNet's insides.
+"""Build-time figures: the lesson's diagrams here, the real-MNIST figures from a recorded run.
 
 `mkdocs build` and `mkdocs serve` run this hook (`hooks:` in mkdocs.yml). It
-imports cnnlesson (the package never imports the site) and writes every
-figure the pages show, so none is a committed PNG:
+imports cnnlesson (the package never imports the site) and adds every
+figure the pages show under `figures/`:
 
 - `conv-relu-pool.png` and `lenet5.png`: the section 3 diagrams, drawn with
   matplotlib; LeNet-5's shapes are those its layers really produce.
-- `sobel.png`: a digit and its Sobel edges (`conv2d_numpy`, section 7).
-- `im2col.png`: the lesson's 4x4 example as one matrix product (`plot_im2col`).
-- `training-curves.png`, `feature-maps.png`, `filters.png`,
-  `predictions.png`: an MNISTNet trained here for a few epochs on stand-in
-  digits, or on real MNIST when `$CNNLESSON_DOCS_DATA` is a data root
-  holding `MNIST/raw`.
-
-Everything lands in `.cache/figures/<key>/` (gitignored), keyed by a hash
-of this file, the package's source, the data and the library versions, so
-a rebuild that changed none of them trains nothing. The PNGs join the site
-as generated files under `figures/`.
+- `im2col.png`: the lesson's 3x4 example as one matrix product (`plot_im2col`).
+  These three need no data; they land in `.cache/figures/<key>/`
+  (gitignored), keyed by a hash of this file, the package's source and the
+  library versions, so a rebuild that changed none of them draws nothing.
+- `sobel.png`, `training-curves.png`, `predictions.png`, `feature-maps.png`,
+  `filters.png`: real MNIST digits and an MNISTNet trained on them. The
+  build never trains: `python -m benchmarks` (its `figures` part, see
+  benchmarks/figures.py) made them from real digits and recorded the run in
+  docs/results/results.json, and the pages' captions quote that record.
+  Without them the build stops with one line saying so, because no build
+  may show stand-in digits as MNIST.
 """
 
 import hashlib
-import logging
-import os
+import json
 import shutil
 from pathlib import Path
 
@@ -37,58 +36,53 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noq
 from mkdocs.exceptions import PluginError  # noqa: E402
 from mkdocs.plugins import event_priority  # noqa: E402
 from mkdocs.structure.files import File  # noqa: E402
-from torch.utils.data import DataLoader, Subset  # noqa: E402
-from torchvision import datasets  # noqa: E402
 
 import cnnlesson  # noqa: E402
-from cnnlesson.conv import conv2d_numpy  # noqa: E402
-from cnnlesson.data import load_mnist, write_standin_mnist  # noqa: E402
-from cnnlesson.models import LeNet5, MNISTNet  # noqa: E402
-from cnnlesson.train import load_checkpoint, save_checkpoint, train  # noqa: E402
-from cnnlesson.viz import (  # noqa: E402
-    plot_filters, plot_history, plot_im2col, plot_images, plot_predictions, save_figure, visualize_feature_maps,
-)
+from cnnlesson.models import LeNet5  # noqa: E402
+from cnnlesson.viz import plot_im2col, save_figure  # noqa: E402
 
-log = logging.getLogger("mkdocs.hooks.figures")
-
-DATA_ENV = "CNNLESSON_DOCS_DATA"
 SITE_FOLDER = "figures"
-# Small on purpose: the figures need a model that has learned strokes, not a
-# good score, and a fresh build should train in a few seconds on a laptop CPU.
-TRAIN_IMAGES, TEST_IMAGES, NUM_EPOCHS, SEED = 1000, 200, 3, 0
-FIGURES = (
-    "conv-relu-pool.png", "lenet5.png", "sobel.png", "training-curves.png",
-    "feature-maps.png", "filters.png", "predictions.png", "im2col.png",
+DIAGRAMS = ("conv-relu-pool.png", "lenet5.png", "im2col.png")  # drawn here, no data needed
+# Made from real MNIST by `python -m benchmarks` (benchmarks/figures.py), which records the run
+# under "figures" in results.json; shown on the site as figures/<name without "mnist-">.
+RESULTS_PART = "figures"
+REAL_FIGURES = (
+    "mnist-sobel.png", "mnist-training-curves.png", "mnist-predictions.png",
+    "mnist-feature-maps.png", "mnist-filters.png",
 )  # fmt: skip
-# The lesson's 4x4 example (section 1), its lost fourth row completed as on the convolution page.
-LESSON_IMAGE = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2], [3, 4, 5, 6]])
+RUN_THEM = "run `python -m benchmarks` (its figures part) with the real MNIST digits (../shared or $CNNLESSON_SHARED) beside the clone"
+# The lesson's 3x4 example (section 1), as the lesson prints it.
+LESSON_IMAGE = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2]])
 LESSON_KERNEL = np.array([[1, 0], [0, 1]])
-
-# The lesson's Sobel filter (section 7).
-SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
 
 COLOURS = {"data": "#e8eaf6", "conv": "#90caf9", "relu": "#ffe082", "pool": "#a5d6a7", "fc": "#f48fb1"}
 
 
-def cache_key(data_id: str) -> str:
-    """Hash of everything the figures depend on."""
+def cache_key() -> str:
+    """Hash of everything the diagrams depend on."""
     digest = hashlib.sha256()
     sources = [Path(__file__)] + sorted(Path(cnnlesson.__file__).parent.glob("*.py"))
     for source in sources:
         digest.update(source.name.encode() + source.read_bytes())
-    versions = (torch.__version__, matplotlib.__version__, np.__version__, data_id)
+    versions = (torch.__version__, matplotlib.__version__, np.__version__)
     digest.update(repr(versions).encode())
     return digest.hexdigest()[:16]
 
 
-def data_source() -> tuple[Path | None, str]:
-    """The real MNIST root from `$CNNLESSON_DOCS_DATA`, or (None, "stand-in")."""
-    root = os.environ.get(DATA_ENV)
-    if not root:
-        return None, "stand-in"
-    if not (Path(root) / "MNIST" / "raw").is_dir():
-        raise PluginError(f"${DATA_ENV}={root} holds no MNIST/raw folder with MNIST's IDX files")
-    return Path(root), f"mnist:{Path(root).resolve()}"
+def real_figures(results_dir: Path) -> dict[str, Path]:
+    """Site name -> PNG for the real-MNIST figures; PluginError (one line) when they or their record are missing."""
+    record_file = results_dir / "results.json"
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8")).get(RESULTS_PART)
+    except (OSError, ValueError) as err:
+        raise PluginError(f"figures: cannot read {record_file} ({type(err).__name__}): {RUN_THEM}") from None
+    if not isinstance(record, dict) or "skipped" in record:
+        why = record["skipped"] if isinstance(record, dict) else f"it has no {RESULTS_PART!r} part"
+        raise PluginError(f"figures: no real-MNIST figures recorded in {record_file} ({why}); {RUN_THEM}")
+    missing = [name for name in REAL_FIGURES if name not in record.get("figures", []) or not (results_dir / name).is_file()]
+    if missing:
+        raise PluginError(f"figures: real-MNIST figures missing from {results_dir}: {', '.join(missing)}; {RUN_THEM}")
+    return {name.removeprefix("mnist-"): results_dir / name for name in REAL_FIGURES}
 
 
 # --- Diagrams ----------------------------------------------------------------
@@ -172,76 +166,29 @@ def draw_lenet5(path: Path) -> None:
     plt.close(fig)
 
 
-# --- Figures of data and of a trained MNISTNet ---------------------------------
-
-
-def draw_sobel(root: Path, path: Path) -> None:
-    """The first training digit and its Sobel-x edges, as the convolution page computes them."""
-    digits = datasets.MNIST(root, train=True, download=False)
-    image = np.asarray(digits[0][0], dtype=np.float64)
-    edges = conv2d_numpy(image, SOBEL_X)
-    plt.close(plot_images({"digit": image, "Sobel x (vertical edges)": edges}, path=path))
-
-
-def train_mnistnet(root: Path, folder: Path) -> tuple[MNISTNet, list[dict]]:
-    """Train MNISTNet on the first TRAIN_IMAGES digits, CPU, seeded; cache weights and history."""
-    checkpoint = folder / "mnistnet.pt"  # written atomically: a killed build leaves no half file
-    torch.manual_seed(SEED)
-    net = MNISTNet()
-    if checkpoint.exists():
-        return net.eval(), load_checkpoint(checkpoint, net)["history"]
-    train_data, test_data = (load_mnist(root, train=t) for t in (True, False))
-    train_loader = DataLoader(Subset(train_data, range(min(TRAIN_IMAGES, len(train_data)))), batch_size=64, shuffle=True)
-    test_loader = DataLoader(Subset(test_data, range(min(TEST_IMAGES, len(test_data)))), batch_size=1000)
-    log.info("figures: training MNISTNet for %d epochs on %d images (cached afterwards)", NUM_EPOCHS, len(train_loader.dataset))
-    history = train(net, train_loader, test_loader, num_epochs=NUM_EPOCHS, lr=0.001, device="cpu", seed=SEED, progress=False)
-    save_checkpoint(checkpoint, net, history=history)
-    return net.eval(), history
-
-
-def draw_model_figures(root: Path, folder: Path) -> None:
-    net, history = train_mnistnet(root, folder)
-    test_data = load_mnist(root, train=False)
-    images, labels = next(iter(DataLoader(test_data, batch_size=16)))
-    for fig, name in [
-        (plot_history(history), "training-curves.png"),
-        (visualize_feature_maps(net, images[0]), "feature-maps.png"),
-        (plot_filters(net.conv1), "filters.png"),
-        (plot_predictions(net, images, labels), "predictions.png"),
-    ]:
-        save_figure(fig, folder / name)
-        plt.close(fig)
-
-
-def build_figures(cache: Path) -> Path:
-    """Make (or reuse) the figures; return the folder holding them."""
-    real_root, data_id = data_source()
-    folder = cache / cache_key(data_id)
-    if all((folder / name).exists() for name in FIGURES):
+def build_diagrams(cache: Path) -> Path:
+    """Draw (or reuse) the diagrams; return the folder holding them."""
+    folder = cache / cache_key()
+    if all((folder / name).exists() for name in DIAGRAMS):
         return folder
-    # Drop figures of older sources; keep nothing that no build will read again.
+    # Drop diagrams of older sources; keep nothing that no build will read again.
     if cache.is_dir():
         for stale in cache.iterdir():
             if stale != folder:
                 shutil.rmtree(stale, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
-    root = real_root
-    if root is None:
-        root = folder / "data"
-        write_standin_mnist(root, num_train=TRAIN_IMAGES, num_test=TEST_IMAGES, seed=SEED)
     draw_conv_relu_pool(folder / "conv-relu-pool.png")
     draw_lenet5(folder / "lenet5.png")
-    draw_sobel(root, folder / "sobel.png")
     plt.close(plot_im2col(LESSON_IMAGE, LESSON_KERNEL, position=(1, 2), path=folder / "im2col.png"))
-    draw_model_figures(root, folder)
     return folder
 
 
 # Before hooks/notebook.py (which embeds these figures) and mkdocs-jupyter.
 @event_priority(60)
 def on_files(files, config):
-    cache = Path(config.config_file_path).parent / ".cache" / "figures"
-    folder = build_figures(cache)
-    for name in FIGURES:
-        files.append(File.generated(config, f"{SITE_FOLDER}/{name}", abs_src_path=str(folder / name)))
+    figures = real_figures(Path(config.docs_dir) / "results")  # first: a build without them stops at once
+    folder = build_diagrams(Path(config.config_file_path).parent / ".cache" / "figures")
+    figures.update({name: folder / name for name in DIAGRAMS})
+    for name, path in figures.items():
+        files.append(File.generated(config, f"{SITE_FOLDER}/{name}", abs_src_path=str(path)))
     return files

@@ -26,7 +26,7 @@
   // Stored as text in the very format a reader types into the textareas, so a
   // preset and a typed matrix go through the same parser.
   const INPUT_PRESETS = [
-    ["lesson", "Lesson 4×4", "1 2 3 4\n5 6 7 8\n9 0 1 2\n3 4 5 6"],
+    ["lesson", "Lesson 3×4", "1 2 3 4\n5 6 7 8\n9 0 1 2"],
     ["digit", "Digit “3” (8×8)", [
       "0 1 6 9 9 7 1 0",
       "0 4 8 3 2 9 5 0",

@@ -1,0 +1,129 @@
+"""Figures of real MNIST digits and of an MNISTNet trained on them, with the run that made them.
+
+The lesson's pages show training curves, predictions, feature maps, learned
+filters and a digit with its Sobel edges. They must show real handwritten
+digits, never the font-drawn stand-ins the tests use, so they are made here,
+by a recorded run, not at build time: MNISTNet (seed 0, Adam, lr 0.001,
+batch 64, CPU) trains for 5 epochs, as the MNIST page's code does, on the
+first 8,000 of MNIST's 10,000 test digits and is tested on the last 2,000.
+The PNGs land next to results.json (docs/results/), this part of
+results.json records the run, and the site's build hook fails when either
+is missing. Without ../shared (a fresh clone) the part is skipped and the
+committed figures stay as they are.
+
+It also measures the pages' claim that learned filters look like Sobel
+filters: the share of first-layer filters whose best Pearson correlation
+with one of the eight compass rotations of the Sobel kernel reaches
+SOBEL_THRESHOLD.
+"""
+
+import datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures go to files; the benchmark machine may have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchvision import datasets  # noqa: E402
+
+from benchmarks.realdata import MISSING, real_mnist_root  # noqa: E402
+from cnnlesson.conv import conv2d_numpy  # noqa: E402
+from cnnlesson.data import TensorLoader, get_dataloaders  # noqa: E402
+from cnnlesson.models import MNISTNet  # noqa: E402
+from cnnlesson.train import train  # noqa: E402
+from cnnlesson.viz import plot_filters, plot_history, plot_images, plot_predictions, save_figure, visualize_feature_maps  # noqa: E402
+
+EPOCHS, SEED, LR, BATCH_SIZE = 5, 0, 0.001, 64
+# The files the site shows (docs/hooks/figures.py serves them as figures/<name without "mnist-">).
+FIGURES = (
+    "mnist-sobel.png", "mnist-training-curves.png", "mnist-predictions.png",
+    "mnist-feature-maps.png", "mnist-filters.png",
+)  # fmt: skip
+SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)  # the lesson's, section 7
+SOBEL_THRESHOLD = 0.8
+
+
+def compass_sobels() -> list[np.ndarray]:
+    """The Sobel-x kernel turned by 0, 45, ..., 315 degrees (its outer ring shifted one step at a time)."""
+    ring = [(0, 0), (0, 1), (0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (1, 0)]  # clockwise around the centre
+    values = [SOBEL_X[r, c] for r, c in ring]
+    kernels = []
+    for turn in range(8):
+        kernel = np.zeros((3, 3))
+        for k, (r, c) in enumerate(ring):
+            kernel[r, c] = values[(k - turn) % 8]
+        kernels.append(kernel)
+    return kernels
+
+
+def sobel_likeness(weight: torch.Tensor) -> list[float]:
+    """Each 3x3 filter's best Pearson correlation with a compass Sobel kernel."""
+    if weight.dim() != 4 or tuple(weight.shape[1:]) != (1, 3, 3):
+        raise ValueError(f"weight: expected first-layer filters of shape (out, 1, 3, 3), got {tuple(weight.shape)}")
+    filters = weight.detach().cpu().double().reshape(weight.shape[0], 9).numpy()
+    filters = filters - filters.mean(axis=1, keepdims=True)
+    sobels = np.stack([k.ravel() for k in compass_sobels()])  # each has mean 0 already
+    norms = np.linalg.norm(filters, axis=1, keepdims=True) * np.linalg.norm(sobels, axis=1)
+    correlation = (filters @ sobels.T) / np.where(norms == 0, 1.0, norms)
+    return [round(float(c), 4) for c in correlation.max(axis=1)]
+
+
+def _save(fig, path: Path) -> None:
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
+    """Train MNISTNet on the real split, write the pages' figures to out_dir, and return the run's record."""
+    root = real_mnist_root(Path(work or out_dir))
+    if root is None:
+        return {"skipped": MISSING}
+    out_dir = Path(out_dir)
+    epochs = 1 if quick else EPOCHS
+    # The first real training digit and its Sobel-x edges, as the convolution page computes them.
+    digit = np.asarray(datasets.MNIST(root, train=True)[0][0], dtype=np.float64)
+    _save(plot_images({"digit": digit, "Sobel x (vertical edges)": conv2d_numpy(digit, SOBEL_X)}), out_dir / FIGURES[0])
+
+    train_loader, test_loader = get_dataloaders("mnist", root, batch_size=BATCH_SIZE, in_memory=True, device="cpu")
+    if quick:  # a few batches: the code path, not the picture
+        train_loader = TensorLoader(train_loader.X[:512], train_loader.y[:512], batch_size=BATCH_SIZE, shuffle=True)
+        test_loader = TensorLoader(test_loader.X[:256], test_loader.y[:256], batch_size=256)
+    torch.manual_seed(SEED)
+    net = MNISTNet()
+    untrained = sobel_likeness(net.conv1.weight)  # the baseline: how Sobel-like random filters already are
+    history = train(net, train_loader, test_loader, num_epochs=epochs, lr=LR, device="cpu", seed=SEED, progress=False)
+    net.eval()
+    images, labels = test_loader.X[:16], test_loader.y[:16]
+    _save(plot_history(history), out_dir / FIGURES[1])
+    _save(plot_predictions(net, images, labels), out_dir / FIGURES[2])
+    _save(visualize_feature_maps(net, images[0]), out_dir / FIGURES[3])
+    _save(plot_filters(net.conv1), out_dir / FIGURES[4])
+
+    likeness = sobel_likeness(net.conv1.weight)
+    sobel_like = sum(c >= SOBEL_THRESHOLD for c in likeness)
+    return {
+        "data": "real MNIST digits: first 8,000 of the t10k set to train, last 2,000 to test",
+        "model": "mnistnet",
+        "train_images": len(train_loader.X),
+        "test_images": len(test_loader.X),
+        "epochs": epochs,
+        "seed": SEED,
+        "lr": LR,
+        "batch_size": BATCH_SIZE,
+        "device": "cpu",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "final_test_accuracy": round(history[-1]["test_accuracy"], 4),
+        "sobel": {
+            "threshold": SOBEL_THRESHOLD,
+            "filters": len(likeness),
+            "sobel_like": sobel_like,
+            "share": round(sobel_like / len(likeness), 4),
+            "best_correlation": likeness,
+            "untrained_sobel_like": sum(c >= SOBEL_THRESHOLD for c in untrained),
+            "untrained_share": round(sum(c >= SOBEL_THRESHOLD for c in untrained) / len(untrained), 4),
+        },
+        "figures": list(FIGURES),
+    }

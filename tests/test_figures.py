@@ -1,0 +1,99 @@
+"""The pages' MNIST figures: made from real digits by benchmarks/figures.py, recorded, and required by the build."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import figures
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+
+
+def test_committed_figures_come_from_a_recorded_real_mnist_run(docs_hook):
+    hook = docs_hook("figures")
+    assert hook.REAL_FIGURES == figures.FIGURES  # the build serves exactly what the benchmark makes
+    record = json.loads((RESULTS / "results.json").read_text())["figures"]
+    assert "skipped" not in record
+    assert record["data"].startswith("real MNIST digits")
+    assert (record["train_images"], record["test_images"]) == (8000, 2000)  # the full split, not --quick
+    assert record["epochs"] == figures.EPOCHS and record["seed"] == figures.SEED and record["date"]
+    for name in figures.FIGURES:
+        assert name in record["figures"] and (RESULTS / name).read_bytes()[:4] == b"\x89PNG"
+    sobel = record["sobel"]
+    assert sobel["filters"] == len(sobel["best_correlation"]) == 32
+    assert sobel["sobel_like"] == sum(c >= sobel["threshold"] for c in sobel["best_correlation"])
+    assert sobel["share"] == pytest.approx(sobel["sobel_like"] / sobel["filters"], abs=1e-4)
+
+
+@pytest.mark.parametrize("case", ["no part", "skipped", "png missing", "no file"])
+def test_hook_refuses_a_build_without_the_real_figures(docs_hook, tmp_path, case):
+    hook = docs_hook("figures")
+    record = json.loads((RESULTS / "results.json").read_text())
+    if case == "no part":
+        del record["figures"]
+    elif case == "skipped":
+        record["figures"] = {"skipped": "no real digits here"}
+    if case != "no file":
+        (tmp_path / "results.json").write_text(json.dumps(record))
+    for name in figures.FIGURES[: -1 if case == "png missing" else None]:
+        (tmp_path / name).write_bytes((RESULTS / name).read_bytes())
+    with pytest.raises(hook.PluginError) as raised:
+        hook.real_figures(tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message and "python -m benchmarks" in message
+    if case == "png missing":
+        assert figures.FIGURES[-1] in message
+    # With everything in place the same folder is accepted.
+    (tmp_path / "results.json").write_text(json.dumps(json.loads((RESULTS / "results.json").read_text())))
+    for name in figures.FIGURES:
+        (tmp_path / name).write_bytes((RESULTS / name).read_bytes())
+    assert sorted(hook.real_figures(tmp_path)) == sorted(n.removeprefix("mnist-") for n in figures.FIGURES)
+
+
+def test_mkdocs_build_strict_fails_with_one_clear_line_without_the_figures(tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "results").mkdir(parents=True)
+    (docs / "index.md").write_text("# Home\n")
+    record = json.loads((RESULTS / "results.json").read_text())
+    del record["figures"]
+    (docs / "results" / "results.json").write_text(json.dumps(record))
+    config = tmp_path / "mkdocs.yml"
+    config.write_text(
+        f"site_name: test\ndocs_dir: docs\nsite_dir: {tmp_path / 'site'}\n"
+        f"hooks:\n  - {REPO / 'docs' / 'hooks' / 'figures.py'}\n"
+    )
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "no real-MNIST figures recorded" in errors[0] and "python -m benchmarks" in errors[0]
+    assert not (tmp_path / ".cache").exists()  # it stopped before drawing, let alone training, anything
+
+
+def test_sobel_likeness_finds_sobel_kernels_and_not_noise():
+    kernels = figures.compass_sobels()
+    assert len({k.tobytes() for k in kernels}) == 8
+    np.testing.assert_array_equal(kernels[0], figures.SOBEL_X)
+    np.testing.assert_array_equal(kernels[2], [[-1, -2, -1], [0, 0, 0], [1, 2, 1]])  # turned 90 degrees: Sobel y
+    weight = torch.tensor(np.stack([kernels[3] * 0.1 + 0.05, -figures.SOBEL_X, np.ones((3, 3))]))[:, None]
+    scores = figures.sobel_likeness(weight)
+    assert scores[0] == pytest.approx(1.0) and scores[1] == pytest.approx(1.0)  # scale, offset, sign
+    assert scores[2] == 0.0  # a flat filter correlates with nothing
+    noise = torch.randn(200, 1, 3, 3, generator=torch.Generator().manual_seed(0))
+    assert np.mean(np.array(figures.sobel_likeness(noise)) >= figures.SOBEL_THRESHOLD) < 0.2
+    with pytest.raises(ValueError, match=r"weight: expected first-layer filters of shape \(out, 1, 3, 3\), got \(4, 2, 3, 3\)"):
+        figures.sobel_likeness(torch.zeros(4, 2, 3, 3))
+
+
+def test_figures_part_is_skipped_cleanly_without_shared(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLESSON_SHARED", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    assert figures.run(tmp_path, quick=True) == {"skipped": figures.MISSING}
+    assert not list(tmp_path.glob("*.png"))
