@@ -132,7 +132,7 @@ def _smallest_text_px(fig, dpi: float) -> tuple[float, int]:
 
 
 def _figures(docs_hook, tmp_path):
-    """Every figure the site draws with text in it, as (name, Figure, dpi)."""
+    """Every figure the site shows, drawn as the build hook and benchmarks/figures.py draw them: (name, Figure, dpi)."""
     saved = []
     figures = docs_hook("figures")
     figures.save_figure = lambda fig, path, dpi=100: saved.append((Path(path).name, fig, dpi))
@@ -144,12 +144,11 @@ def _figures(docs_hook, tmp_path):
     images, labels = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
     history = [{"epoch": e, "train_loss": 1 / e, "train_accuracy": 0.8 + e / 100, "test_accuracy": 0.8}
                for e in range(1, 6)]
-    lesson = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2], [3, 4, 5, 6]])
     saved += [
         ("training-curves.png", viz.plot_history(history), 100),
         ("predictions.png", viz.plot_predictions(net, images, labels), 100),
         ("sobel.png", viz.plot_images({"digit": np.eye(28), "Sobel x (vertical edges)": np.eye(28)}), 100),
-        ("im2col.png", viz.plot_im2col(lesson, np.eye(2), position=(1, 2)), 100),
+        ("im2col.png", viz.plot_im2col(figures.LESSON_IMAGE, figures.LESSON_KERNEL, position=(1, 2)), 100),
     ]
     return saved
 
