@@ -55,7 +55,7 @@ _AXE_START = "rules => { window.__axe = axe.run(document, {resultTypes: ['violat
 # The print page (mkdocs-print-site-plugin) is the lesson pages again, one
 # after another, in the same CSS: their colours are audited on the pages
 # themselves, and the contrast rule would double the audit's time (~15 s a palette).
-SKIP_RULES = {"print_page/": {"color-contrast": {"enabled": False}}}
+SKIP_RULES = {page: {"color-contrast": {"enabled": False}} for page in ("print_page/", "print_page.html")}
 _AXE_RESULT = """async () => (await window.__axe).violations.map(v => ({
   id: v.id, impact: v.impact, help: v.help,
   nodes: v.nodes.map(n => n.target.join(' ') + ': ' + (n.failureSummary || '').split('\\n').slice(1, 2).join('').trim()),
@@ -206,8 +206,10 @@ def test_phone_no_page_scrolls_sideways(browser, site_url, site_pages):
 
 @pytest.mark.browser
 def test_phone_explorer_is_usable(browser, site_url, site_pages, built_site):
-    path = next(p for p in site_pages
-                if 'data-mode="conv"' in (built_site / p / "index.html").read_text("utf-8"))
+    def html(p):  # the page's file, with or without directory URLs
+        return built_site / p / "index.html" if p.endswith("/") or not p else built_site / p
+
+    path = next(p for p in site_pages if 'data-mode="conv"' in html(p).read_text("utf-8"))
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = context.new_page()
     try:

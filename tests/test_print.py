@@ -20,7 +20,13 @@ from explorer_page import script
 from mkdocs.utils import yaml_load
 
 ROOT = Path(__file__).resolve().parents[1]
-PRINT_PAGE = "print_page/"
+# mkdocs-print-site-plugin's page: print_page/ with directory URLs, print_page.html without (offline builds).
+PRINT_PAGES = ("print_page/", "print_page.html")
+
+
+def _built(site: Path, page: str) -> Path:
+    """The HTML file of a page path (either URL style)."""
+    return site / page / "index.html" if page.endswith("/") or not page else site / page
 
 
 class _Page(HTMLParser):
@@ -61,7 +67,9 @@ def lesson_pages(built_site):
     pages = []
     for entry in section:
         (source,) = entry.values() if isinstance(entry, dict) else (entry,)
-        html = built_site / Path(source).with_suffix("") / "index.html"
+        stem = Path(source).with_suffix("").as_posix()
+        html = next((f for f in (built_site / stem / "index.html", built_site / f"{stem}.html") if f.exists()),
+                    built_site / stem / "index.html")
         parser = _Page()
         parser.feed(html.read_text("utf-8"))
         assert parser.h1, f"{html} has no <h1>"
@@ -75,11 +83,12 @@ def lesson_pages(built_site):
 def printed(browser, site_url, built_site, tmp_path_factory):
     """The printed lesson: the print page's DOM report, the PDF's outline, page texts and image sizes."""
     pypdf = pytest.importorskip("pypdf")
-    assert (built_site / PRINT_PAGE / "index.html").exists(), "mkdocs-print-site-plugin wrote no print page"
+    print_page = next((p for p in PRINT_PAGES if _built(built_site, p).exists()), None)
+    assert print_page, "mkdocs-print-site-plugin wrote no print page"
     context = browser.new_context()
     page = context.new_page()
     try:
-        page.goto(site_url + PRINT_PAGE, wait_until="load")
+        page.goto(site_url + print_page, wait_until="load")
         page.wait_for_function(script("math_typeset"), timeout=30000)
         report = page.evaluate(script("page_report"))  # also waits for every image to decode
         page.emulate_media(media="print")
