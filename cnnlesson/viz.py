@@ -150,13 +150,14 @@ def plot_predictions(
         predicted = net(images.to(next(net.parameters()).device)).argmax(1).cpu()
     name = (lambda k: class_names[k]) if class_names else str
     nrows = math.ceil(len(images) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows), squeeze=False)
+    # About as wide as a page's text column, so the titles are not shrunk to a blur.
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.05 * ncols, 1.45 * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
             ax.imshow(_display(images[i]), cmap="gray")
             p, t = int(predicted[i]), int(labels[i])
-            ax.set_title(f"{name(p)}\n(true {name(t)})", fontsize=9, color="tab:green" if p == t else "tab:red")
+            ax.set_title(f"{name(p)}\n(true {name(t)})", fontsize=11, color="tab:green" if p == t else "tab:red")
     return _finish(fig, path)
 
 
@@ -185,14 +186,14 @@ def _grid(ax, array: np.ndarray, title: str, marked=(), colour: str = "tab:orang
     ax.imshow(shade, cmap=matplotlib.colors.ListedColormap(["white", colour]), vmin=0, vmax=1, alpha=0.55)
     for r in range(rows):
         for c in range(cols):
-            ax.text(c, r, f"{array[r, c]:g}", ha="center", va="center", fontsize=10)
+            ax.text(c, r, f"{array[r, c]:g}", ha="center", va="center", fontsize=12)
     for r in range(1, rows):
         ax.axhline(r - 0.5, color="0.5", linewidth=0.8)
     for c in range(1, cols):
         ax.axvline(c - 0.5, color="0.5", linewidth=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=12)
 
 
 def plot_im2col(image, kernel, position: tuple[int, int] = (0, 0), path: str | os.PathLike | None = None) -> Figure:
@@ -219,7 +220,8 @@ def plot_im2col(image, kernel, position: tuple[int, int] = (0, 0), path: str | o
     output = (kernel.reshape(1, -1) @ columns).reshape(oh, ow)
     k = i * ow + j
     widths = [image.shape[1], kh * kw, oh * ow, ow]
-    fig, axes = plt.subplots(1, 4, figsize=(2.2 + 0.55 * sum(widths), 3.4), gridspec_kw={"width_ratios": widths})
+    # 0.42 in a cell keeps the whole product near a page's text width (about 7 in at 100 dpi).
+    fig, axes = plt.subplots(1, 4, figsize=(2.2 + 0.42 * sum(widths), 3.2), gridspec_kw={"width_ratios": widths})
     _grid(axes[0], image, f"input: window at ({i}, {j})", [(i + a, j + b) for a in range(kh) for b in range(kw)])
     _grid(axes[1], kernel.reshape(1, -1), "kernel as a row", [(0, c) for c in range(kh * kw)], "tab:blue")
     _grid(axes[2], columns, f"im2col: {kh * kw} × {oh * ow}, column {k}", [(r, k) for r in range(kh * kw)])

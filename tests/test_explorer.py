@@ -153,6 +153,42 @@ def test_arrow_keys_and_play(explorer):
     assert ex.tid("play").get_attribute("aria-pressed") == "false"
 
 
+def test_keyboard_only_and_live_output(explorer):
+    """Tab reaches every control and the grids; keys step the window; the sum is announced (aria-live)."""
+    ex = explorer("conv")
+    page = ex.page
+    live = ex.tid("calc")
+    assert live.get_attribute("aria-live") == "polite" and live.get_attribute("aria-atomic") == "true"
+    assert ex.tid("error").get_attribute("role") == "alert"
+    ex.tid("input-preset").focus()
+    reached = []
+    for _ in range(12):  # the widget's controls, in reading order
+        reached.append(page.evaluate("document.activeElement.dataset.testid || ''"))
+        page.keyboard.press("Tab")
+    wanted = ["input-preset", "kernel-preset", "stride", "padding", "dilation", "input-text", "kernel-text",
+              "stage", "next"]
+    assert all(w in reached for w in wanted), f"Tab order reached {reached}"
+    assert reached.index("stage") < reached.index("next")
+    # Arrow keys on the focused grids step the window; the live region says the new sum.
+    ex.tid("stage").focus()
+    first = live.inner_text()
+    page.keyboard.press("ArrowRight")
+    assert live.inner_text() != first and live.inner_text().endswith(f"= {ex.grid()[0, 1]:g}")
+    # Buttons work from the keyboard: Enter on Next, Space on Play (and again to pause).
+    ex.tid("next").focus()
+    page.keyboard.press("Enter")
+    assert ex.state()["current"] == {(0, 2)}
+    ex.tid("play").focus()
+    page.keyboard.press("Space")
+    assert ex.tid("play").get_attribute("aria-pressed") == "true"
+    page.keyboard.press("Space")
+    assert ex.tid("play").get_attribute("aria-pressed") == "false"
+    # A typed preset choice from the keyboard redraws and announces too.
+    ex.tid("kernel-preset").focus()
+    page.keyboard.press("ArrowDown")
+    assert ex.tid("kernel-preset").input_value() == "identity" and ex.state()["kernel"]
+
+
 def test_formula_follows_the_settings(explorer):
     ex = explorer("conv")
     formula = ex.state()["formula"]

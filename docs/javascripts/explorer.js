@@ -212,7 +212,8 @@
       outputGrid: el("div", { class: "cnnx-grid", "data-testid": "output" }),
       inputCaption: el("span"),
       outputCaption: el("span"),
-      calc: el("p", { class: "cnnx-calc", "data-testid": "calc", "aria-live": "polite" }),
+      // A live region: screen readers announce each step's sum as it changes.
+      calc: el("p", { class: "cnnx-calc", "data-testid": "calc", "aria-live": "polite", "aria-atomic": "true" }),
       formula: el("div", { class: "cnnx-formula", "data-testid": "formula" }),
       error: el("p", { class: "cnnx-error", "data-testid": "error", role: "alert", hidden: true }),
     };
