@@ -119,7 +119,7 @@ def conv2d(x: NDArray, weight: NDArray, bias: NDArray | None = None, stride: Int
         # stride 1 and no padding needs no im2col at all: each image already is its matrix.
         plain = kshape == (1, 1) and geo.stride == (1, 1) and geo.pads == ((0, 0), (0, 0))
         cols = x if plain else _im2col(x, kshape, geo, fill=0.0, batch_first=True)
-        product = np.matmul(filters, cols.reshape(n, groups, -1, geo.out[0] * geo.out[1]))
+        product = np.matmul(filters, cols.reshape(n, groups, filters.shape[2], geo.out[0] * geo.out[1]))
         if bias is not None:
             product += bias.reshape(groups, -1, 1)
         return product.reshape(n, out_channels, *geo.out)

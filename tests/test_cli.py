@@ -179,17 +179,19 @@ def test_visualize_writes_all_figures_or_none(trained, tmp_path, capsys, monkeyp
         raise ValueError("history: the last figure fails")
 
     monkeypatch.setattr(viz, "plot_history", broken)
+    before = plt.get_fignums()  # figures other tests in this process left open are not this command's
     status, out, err = run(capsys, "visualize", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "fig"))
     assert status == 1 and err == "cnnlesson visualize: error: history: the last figure fails\n"
     assert list((tmp_path / "fig").iterdir()) == []  # not three figures of four, no temporary files
-    assert plt.get_fignums() == []  # the figures drawn before the failure were closed too
+    assert plt.get_fignums() == before  # the figures drawn before the failure were closed too
 
 
 def test_visualize_closes_its_figures(trained, tmp_path, capsys):
     import matplotlib.pyplot as plt
 
+    before = plt.get_fignums()  # figures other tests in this process left open are not this command's
     status, _, _ = run(capsys, "visualize", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path))
-    assert status == 0 and plt.get_fignums() == []
+    assert status == 0 and plt.get_fignums() == before
 
 
 def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_run(trained, mnist_root, tmp_path, capsys, monkeypatch):

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "hooks" not in p.relative_to(DOCS).parts)
 # Fence languages the site may use: python runs; the others are shown only.
-SHOWN_LANGUAGES = {"console", "text"}
+SHOWN_LANGUAGES = {"console", "text", "diff"}
 
 
 def read_mkdocs_yml() -> dict:

@@ -5,6 +5,7 @@ not what they hold, so printed outputs are not compared here; the real CUDA
 run stays the job of the GPU workflow. Deselect with `-m "not simulated_gpu"`.
 """
 
+import ast
 import dataclasses
 import importlib.util
 import json
@@ -45,9 +46,26 @@ def sim_reader_dir(tmp_path, monkeypatch, tiny_data):
     return tmp_path
 
 
+def without_asserts(code: str) -> str:
+    """`code` with each assert statement turned into `pass`, line numbers kept.
+
+    A page's asserts check values (the loss falls, the accuracy beats chance),
+    and values are fake on the simulated GPU; what is checked here is where
+    tensors live.
+    """
+    lines = code.splitlines(keepends=True)
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Assert):
+            first = lines[node.lineno - 1]
+            lines[node.lineno - 1] = first[: node.col_offset] + "pass\n"
+            for i in range(node.lineno, node.end_lineno):
+                lines[i] = "\n"
+    return "".join(lines)
+
+
 def run_on_simulated_gpu(block_id: str, block) -> None:
     """Run one page block on the simulated GPU; a device mix fails naming the page, line and op."""
-    block = dataclasses.replace(block, expected_output=None)  # values are fake here
+    block = dataclasses.replace(block, expected_output=None, code=without_asserts(block.code))  # values are fake here
     # Give the block's code to linecache, so a device mix quotes the page's line.
     name = f"<block at line {block.lineno}>"
     linecache.cache[name] = (len(block.code), None, block.code.splitlines(keepends=True), name)

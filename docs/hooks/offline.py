@@ -15,10 +15,13 @@ never start. Without it, `document$` emits once per page load.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
+
+from cnnlesson.files import write_text_atomic
 
 SHIM = "assets/javascripts/iframe-worker/shim.js"
 NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
@@ -48,3 +51,24 @@ def on_files(files, config):
         raise PluginError(f"{shim} is missing: run `npm ci` (package-lock.json pins iframe-worker)")
     files.append(File.generated(config, SHIM, abs_src_path=str(shim)))
     return files
+
+
+# After print-site's own on_post_build, which writes the print page.
+@event_priority(-100)
+def on_post_build(config):
+    """Make the print page's base relative in the offline copy.
+
+    print-site renders print_page.html with the site's absolute path (from
+    `site_url`, e.g. "/cnnlesson/") as Material's `base`; read from disk that
+    points at the file system's root, and search then loads nothing.
+    """
+    if not offline(config):
+        return
+    page = Path(config["site_dir"]) / "print_page.html"
+    if not page.is_file():
+        return
+    root = urlsplit(config["site_url"] or "/").path or "/"
+    text = page.read_text(encoding="utf-8")
+    fixed = text.replace(f'new URL("{root}"', 'new URL("."').replace(f'"base": "{root}"', '"base": "."')
+    if fixed != text:
+        write_text_atomic(page, fixed)
