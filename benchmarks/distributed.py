@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.realdata import REPO, real_mnist_root
-from cnnlesson.data import write_standin_mnist
+from benchmarks.realdata import REPO, timing_digits
 
 
 def images_per_second(processes: int, root: Path, out: Path, device: str, epochs: int, threads: int) -> float:
@@ -38,11 +37,7 @@ def images_per_second(processes: int, root: Path, out: Path, device: str, epochs
 def run(out_dir: Path, quick: bool = False, work: Path | None = None, device: str = "cpu") -> dict:
     """Time 1 and 2 processes on `device` (2 only where there are two GPUs); return images/s and the speed-up."""
     work = Path(work or out_dir)
-    root = None if quick else real_mnist_root(work)
-    data = "real MNIST digits (../shared split)" if root else "stand-in digits"
-    if root is None:
-        root = work / "standin-distributed"
-        write_standin_mnist(root, num_train=256 if quick else 4000, num_test=64)
+    root, data = timing_digits(work, quick, "standin-distributed", num_train=256)
     cores = os.cpu_count() or 1
     counts = [1, 2] if device == "cpu" or torch.cuda.device_count() >= 2 else [1]
     runs = []

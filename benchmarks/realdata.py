@@ -31,3 +31,18 @@ MISSING = (
     "skipped: the real MNIST digits (../shared/data/mnist-t10k and ../shared/tools/mnist_real_split.py) "
     f"are not beside this clone; set {SHARED_ENV} to the folder that holds them"
 )
+
+
+def timing_digits(work: Path, quick: bool, name: str, num_train: int) -> tuple[Path, str]:
+    """A data root to time training on, and what it holds: the real split, else stand-in digits.
+
+    Quick mode (the tests) always uses `num_train` stand-in digits under `work/name`.
+    """
+    root = None if quick else real_mnist_root(work)
+    if root is not None:
+        return root, "real MNIST digits (../shared split)"
+    from cnnlesson.data import write_standin_mnist
+
+    root = work / name
+    write_standin_mnist(root, num_train=num_train if quick else 4000, num_test=64)
+    return root, "stand-in digits"

@@ -21,9 +21,9 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from benchmarks.realdata import real_mnist_root
+from benchmarks.realdata import timing_digits
 from benchmarks.timing import time_alone
-from cnnlesson.data import get_dataloaders, write_standin_mnist
+from cnnlesson.data import get_dataloaders
 from cnnlesson.models import MNISTNet
 from cnnlesson.train import train
 
@@ -68,11 +68,7 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None, device: st
     """Time both on `device`; return images/s of each, the ratio and the target."""
     device = torch.device(device)
     work = Path(work or out_dir)
-    root = None if quick else real_mnist_root(work)
-    data = "real MNIST digits (../shared split)" if root else "stand-in digits"
-    if root is None:
-        root = work / "standin-trainer"
-        write_standin_mnist(root, num_train=512 if quick else 4000, num_test=64)
+    root, data = timing_digits(work, quick, "standin-trainer", num_train=512)
 
     loaders = {}
     lesson_setup = _seconds(lambda: loaders.setdefault("lesson", lesson_loader(root)))
