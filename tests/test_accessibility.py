@@ -131,12 +131,13 @@ def _smallest_text_px(fig, dpi: float) -> tuple[float, int]:
     return (min(sizes) if sizes else float("inf")), width
 
 
-def _figures(docs_hook, tmp_path):
+def _figures(docs_hook, tmp_path, monkeypatch):
     """Every figure the site shows, drawn as the build hook and benchmarks/figures.py draw them: (name, Figure, dpi)."""
     saved = []
     figures = docs_hook("figures")
-    figures.save_figure = lambda fig, path, dpi=100: saved.append((Path(path).name, fig, dpi))
-    figures.plt.close = lambda *args: None  # keep the diagrams open to measure them
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, dpi=100: saved.append((Path(path).name, fig, dpi)))
+    # Keep the diagrams open to measure them; monkeypatch puts pyplot's close back for the other tests.
+    monkeypatch.setattr(figures.plt, "close", lambda *args: None)
     figures.draw_conv_relu_pool(tmp_path / "conv-relu-pool.png")
     figures.draw_lenet5(tmp_path / "lenet5.png")
     torch.manual_seed(0)
@@ -153,10 +154,10 @@ def _figures(docs_hook, tmp_path):
     return saved
 
 
-def test_figure_text_is_readable_at_page_size(docs_hook, tmp_path):
+def test_figure_text_is_readable_at_page_size(docs_hook, tmp_path, monkeypatch):
     """Axis labels, ticks and titles stay >= READABLE_PX once the page scales the figure to its column."""
     small = []
-    for name, fig, dpi in _figures(docs_hook, tmp_path):
+    for name, fig, dpi in _figures(docs_hook, tmp_path, monkeypatch):
         text_px, width = _smallest_text_px(fig, dpi)
         rendered = text_px * min(1.0, CONTENT_PX / width)
         if rendered < READABLE_PX:
