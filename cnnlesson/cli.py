@@ -9,6 +9,7 @@ exit with status 1.
 import argparse
 import contextlib
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -124,9 +125,41 @@ def _check_flags(args, parser) -> None:
         parser.error("--resume and --overwrite contradict each other; pass one")
     if args.standin and args.dataset != "cifar10":
         parser.error("--standin reads stand-in CIFAR-10; stand-in MNIST needs no flag")
+    _check_world_size(args, parser)
+
+
+def _check_world_size(args, parser) -> None:
+    """Under torchrun (which sets WORLD_SIZE) the global batch must split evenly between the processes."""
+    world = os.environ.get("WORLD_SIZE")
+    if world is None:
+        return
+    if not world.isdigit() or int(world) < 1:
+        parser.error(f"WORLD_SIZE: expected a positive int (torchrun sets it), got {world!r}")
+    if args.batch_size % int(world):
+        parser.error(
+            f"--batch-size: expected a multiple of the world size {world} (WORLD_SIZE), "
+            f"so that each process takes the same share; got {args.batch_size}"
+        )
+
+
+def _check_earlier_run(args, parser) -> None:
+    """Refuse to train over a run in --out unless --resume or --overwrite says what to do with it."""
     earlier = [p.name for p in (args.out / "checkpoint.pt", args.out / "history.json") if p.exists()]
     if earlier and not (args.resume or args.overwrite):
         parser.error(f"--out {args.out} already holds a run ({', '.join(earlier)}); pass --resume to continue it or --overwrite to replace it")
+
+
+def _check_writable(folder: Path) -> None:
+    """Create `folder` if missing and a new file in it, so a bad --out fails before any work."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out: {folder} is a file, not a folder")
+    probe = folder / ".cnnlesson-write-test"
+    try:
+        with atomic_path(probe) as tmp:
+            tmp.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"--out: cannot create files in {folder} ({err.strerror or err})") from None
 
 
 def _cmd_train(args, parser, device) -> int:
@@ -136,9 +169,14 @@ def _cmd_train(args, parser, device) -> int:
     from cnnlesson import distributed  # torch.distributed and torchvision: imported once the flags are fine
 
     device = distributed.local_device(device)  # under torchrun: this rank's own GPU
-    # The lock also proves, before any work, that --out can be created and written.
     # Under torchrun rank 0 alone writes --out, so it alone holds the lock.
     with lock_folder(args.out) if distributed.rank() == 0 else contextlib.nullcontext():
+        # Both checks under the lock: a run that ended a moment ago has written
+        # its files by now, and an existing lock file says nothing about
+        # whether new files can be made (a folder made read-only since).
+        _check_earlier_run(args, parser)
+        if distributed.rank() == 0:
+            _check_writable(args.out)
         from cnnlesson import data
 
         if args.deterministic:
@@ -170,20 +208,36 @@ def _cmd_train(args, parser, device) -> int:
     return 0
 
 
+def _dataset_of(model: str) -> str:
+    """The data set whose images `model` takes, by its input channels (MNIST 1, CIFAR-10 3)."""
+    channels = models.MODELS[model].input_shape[0]
+    return next(name for name, count in CHANNELS.items() if count == channels)
+
+
 def _restore(args, device):
     """Rebuild the checkpoint's model (one read of the file) and its test loader."""
     from cnnlesson import data
 
-    state = load_checkpoint(args.checkpoint)
+    state = load_checkpoint(args.checkpoint)  # also checks the types of meta's entries and of the history
     meta = state["meta"]
-    for key, how in (("model", "the model's name"), ("dataset", "'mnist' or 'cifar10'")):
-        if key not in meta:
-            raise ValueError(
-                f"checkpoint: {args.checkpoint} does not record meta['{key}'] ({how}); "
-                "save it with train(..., meta={'model': ..., 'dataset': ..., 'data_root': ...})"
-            )
+    if "model" not in meta:
+        raise ValueError(
+            f"checkpoint: {args.checkpoint} does not record meta['model'] (the model's name); "
+            "save it with train(..., meta={'model': ..., 'dataset': ..., 'data_root': ...})"
+        )
     if meta["model"] not in models.MODELS:
         raise ValueError(f"checkpoint: {args.checkpoint} holds model {meta['model']!r}, expected one of {sorted(models.MODELS)}")
+    if "dataset" not in meta:
+        # train(..., checkpoint=...) records only the model and seed; the model says which images it takes.
+        meta["dataset"] = _dataset_of(meta["model"])
+        if args.data_root is None:
+            folder = "MNIST/" if meta["dataset"] == "mnist" else "cifar-10-batches-py/"
+            raise ValueError(
+                f"checkpoint: {args.checkpoint} records no data set or data folder (saved by cnnlesson.train.train?); "
+                f"pass --data-root, the folder holding {folder}"
+            )
+    if meta["dataset"] not in CHANNELS:
+        raise ValueError(f"checkpoint: {args.checkpoint} holds data set {meta['dataset']!r}, expected one of {list(CHANNELS)}")
     root = args.data_root or meta.get("data_root")
     if root is None:
         raise ValueError(f"checkpoint: {args.checkpoint} does not record where its data is (meta['data_root']); pass --data-root")
@@ -201,15 +255,6 @@ def _cmd_evaluate(args, parser, device) -> int:
     accuracy = evaluate(net, test_loader, device)
     print(f"test accuracy {accuracy:.4f} ({len(test_loader.dataset)} {state['meta']['dataset']} test images, {state['meta']['model']})")
     return 0
-
-
-def _check_writable(folder: Path) -> None:
-    """Create `folder` and write a file in it, so a bad --out fails before any work."""
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"--out: {folder} is a file, not a folder")
-    with atomic_path(folder / ".cnnlesson-write-test") as tmp:
-        tmp.write_bytes(b"")
-    (folder / ".cnnlesson-write-test").unlink()
 
 
 def _cmd_visualize(args, parser, device) -> int:
@@ -242,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = get_device(args.device)
     except ValueError as err:
-        parser.error(str(err) if args.device is None else f"--device: {err}")
+        # get_device names the value "device" (the argument) or CNNLESSON_DEVICE; here the argument is --device.
+        parser.error(str(err) if args.device is None else "--device: " + str(err).removeprefix("device: "))
     command = {"train": _cmd_train, "evaluate": _cmd_evaluate, "visualize": _cmd_visualize}[args.command]
     try:
         return command(args, parser, device)

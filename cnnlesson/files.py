@@ -142,15 +142,20 @@ def lock_folder(folder: str | os.PathLike) -> Iterator[Path]:
 
     The lock is a `fcntl.flock` (POSIX) or `msvcrt.locking` (Windows) on
     `folder/.cnnlesson.lock`, so the OS drops it when the process ends, even
-    by `kill -9`: a crashed run never leaves the folder locked.
+    by `kill -9`: a crashed run never leaves the folder locked. When the lock
+    created `folder` and the block put nothing in it (a run that failed
+    early), the lock file and the folders it created are removed again.
 
     Raises:
         FolderLockedError: another process holds the lock.
         OSError: the folder cannot be created or written.
     """
     folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    lock = folder / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    unused = False
     try:
         if not _try_lock(fd):
             holder = "unknown"
@@ -160,6 +165,32 @@ def lock_folder(folder: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):  # the PID is only for the message above
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
-        yield folder
+        try:
+            yield folder
+        finally:
+            unused = bool(created) and _holds_only_the_lock(folder)
+            if unused and os.name == "posix":
+                # Unlinked while still locked: a run that opened the file meanwhile cannot lock it.
+                with contextlib.suppress(OSError):
+                    lock.unlink()
     finally:
         os.close(fd)  # closing releases the lock
+        if unused:
+            _remove_unused(lock, created)
+
+
+def _holds_only_the_lock(folder: Path) -> bool:
+    """Whether the lock file is all there is in `folder`."""
+    try:
+        return os.listdir(folder) == [LOCK_NAME]
+    except OSError:
+        return False
+
+
+def _remove_unused(lock: Path, created: list[Path]) -> None:
+    """Remove the lock file on Windows (POSIX unlinked it while locked) and the empty folders in `created`."""
+    with contextlib.suppress(OSError):  # a run that came in meanwhile keeps its file, and so the folder
+        if os.name != "posix":
+            lock.unlink()  # Windows deletes no open file: only now, after the close
+        for path in created:
+            path.rmdir()

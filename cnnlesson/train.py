@@ -26,6 +26,9 @@ _CHECKPOINT_KEYS = {"model_state", "optimizer_state", "history", "meta"}
 _SEED_LIMIT = 2**64 - 1
 # Meta entries a resumed run must share with its checkpoint (data_root may move).
 RESUME_KEYS = ("model", "dataset", "pad", "seed", "standin")
+# The types of the meta entries the CLI writes (the library writes model and seed).
+# Exact types: bool is an int to isinstance, but True is no padding.
+_META_TYPES = {"model": (str,), "dataset": (str,), "data_root": (str,), "pad": (int,), "seed": (int, type(None)), "standin": (bool,)}
 
 
 class DivergedError(RuntimeError):
@@ -112,8 +115,9 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optim
 
     Raises:
         FileNotFoundError: there is no file at `path`.
-        ValueError: the file is not a cnnlesson checkpoint, or its weights
-            do not fit `net`.
+        ValueError: the file is not a cnnlesson checkpoint, an entry has the
+            wrong type (history=5, meta['model']=['x']), or its weights do
+            not fit `net`.
     """
     path = Path(path)
     if not path.is_file():
@@ -125,8 +129,33 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optim
         raise ValueError(f"checkpoint: {path} is not a readable torch checkpoint ({first})") from None
     if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= state.keys():
         raise ValueError(f"checkpoint: {path} was not written by cnnlesson.train.save_checkpoint")
+    problem = _type_problem(state)
+    if problem is not None:
+        raise ValueError(f"checkpoint: {path} has a bad {problem}")
     apply_checkpoint(state, net, optimizer, path)
     return state
+
+
+def _type_problem(state: dict) -> str | None:
+    """Which entry of `state` has another type than save_checkpoint writes, and why; None if none.
+
+    weights_only keeps code out of a checkpoint, not wrong values: a crafted
+    file could hold history=5, and every reader would fail with a TypeError.
+    """
+    kind = {key: type(value).__name__ for key, value in state.items()}
+    if not isinstance(state["model_state"], dict):
+        return f"model_state: expected a dict, got {kind['model_state']}"
+    if not isinstance(state["optimizer_state"], (dict, type(None))):
+        return f"optimizer_state: expected a dict or None, got {kind['optimizer_state']}"
+    if not isinstance(state["history"], list) or not all(isinstance(r, dict) for r in state["history"]):
+        return f"history: expected a list of dicts, got {kind['history']}"
+    if not isinstance(state["meta"], dict):
+        return f"meta: expected a dict, got {kind['meta']}"
+    for key, types in _META_TYPES.items():
+        if key in state["meta"] and type(state["meta"][key]) not in types:
+            expected = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            return f"meta['{key}']: expected {expected}, got {type(state['meta'][key]).__name__}"
+    return None
 
 
 def apply_checkpoint(state: dict, net: nn.Module | None = None, optimizer=None, path: str | os.PathLike = "checkpoint") -> None:

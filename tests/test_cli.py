@@ -1,6 +1,7 @@
 """The command line end to end on stand-in data, and each bad input's exit."""
 
 import contextlib
+import errno
 import json
 import os
 import pickle
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 
 import cnnlesson
+from cnnlesson import models
 from cnnlesson.cli import main
 from cnnlesson.data import TensorLoader, mnist_transform, write_standin_cifar10, write_standin_mnist
 from cnnlesson.files import LOCK_NAME, lock_folder
@@ -109,7 +111,7 @@ BAD_FLAGS = [
     (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--lr", "-1", "--out", "x"], "--lr: expected a positive finite float, got -1"),
     (["train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "1", "--out", "x"], "required: --data-root"),
     (["train", "--model", "cifar10net", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", "x"], "--model cifar10net does not take mnist images"),
-    (["evaluate", "--checkpoint", "c.pt", "--device", "tpu"], "--device: device: expected 'auto', 'cpu', 'cuda' or 'mps', got 'tpu'"),
+    (["evaluate", "--checkpoint", "c.pt", "--device", "tpu"], "error: --device: expected 'auto', 'cpu', 'cuda' or 'mps', got 'tpu'"),
     (["fly"], "invalid choice: 'fly'"),
 ]
 
@@ -127,6 +129,76 @@ def test_missing_data_exits_1_with_one_line(tmp_path, capsys):
     assert status == 1
     assert err.count("\n") == 1 and err.startswith("cnnlesson train: error: MNIST not found in")
     assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # the folder this run made (with only its lock) is gone again
+
+
+def test_an_out_folder_that_existed_keeps_its_lock_file_after_a_failed_run(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    status, _, _ = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(tmp_path / "none"),
+                       "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert status == 1 and [p.name for p in (tmp_path / "out").iterdir()] == [LOCK_NAME]
+
+
+def test_an_out_folder_where_no_file_can_be_created_fails_before_training(mnist_root, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    with lock_folder(out):
+        pass  # an earlier run's lock file, left in a folder since made read-only (chmod 555, chattr +i)
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        # Root ignores chmod, so the refusal is made here: opening the lock file works, creating a file does not.
+        if flags & os.O_CREAT and Path(path).parent == out and not Path(path).exists():
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr("cnnlesson.cli.train", lambda *args, **kwargs: pytest.fail("training started"))
+    status, out_text, err = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),
+                                "--epochs", "1", "--device", "cpu", "--out", str(out))  # fmt: skip
+    assert status == 1 and out_text == ""
+    assert err == f"cnnlesson train: error: --out: cannot create files in {out} (Permission denied)\n"
+    assert [p.name for p in out.iterdir()] == [LOCK_NAME]
+
+
+def test_a_run_that_finishes_while_this_one_waits_for_the_lock_is_not_overwritten(mnist_root, tmp_path, capsys, monkeypatch):
+    @contextlib.contextmanager
+    def finished_meanwhile(folder):
+        # Another run writes its history between this run's first look at --out and its taking the lock.
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "history.json").write_text("[]")
+        with lock_folder(folder) as locked:
+            yield locked
+
+    monkeypatch.setattr("cnnlesson.cli.lock_folder", finished_meanwhile)
+    status, out, err = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),
+                           "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert status == 2 and out == "", err
+    assert "--out " + str(tmp_path / "out") + " already holds a run (history.json)" in err and err.count("\n") == 1
+    assert (tmp_path / "out" / "history.json").read_text() == "[]"
+
+
+@pytest.mark.parametrize("model", ["mnistnet", "lenet5"])
+def test_evaluate_a_library_checkpoint_with_data_root(model, mnist_root, tmp_path, capsys):
+    X, y = torch.zeros(4, *models.MODELS[model].input_shape), torch.arange(4)
+    train(models.build_model(model), TensorLoader(X, y, batch_size=4), num_epochs=1, device="cpu", progress=False,
+          checkpoint=tmp_path / "library.pt")  # fmt: skip
+    assert set(load_checkpoint(tmp_path / "library.pt")["meta"]) == {"model", "seed"}
+    status, out, err = run(capsys, "evaluate", "--checkpoint", str(tmp_path / "library.pt"), "--data-root", str(mnist_root), "--device", "cpu")
+    assert status == 0, err
+    assert re.fullmatch(rf"test accuracy [01]\.\d{{4}} \(256 mnist test images, {model}\)\n", out)
+
+
+def test_a_valid_device_in_the_environment_is_used(mnist_root, tmp_path, capsys, monkeypatch):
+    from cnnlesson import device
+
+    # With an MPS that seems available, auto would pick CUDA or MPS (and fail here): only the variable says cpu.
+    monkeypatch.setattr(device, "_mps_available", lambda: True)
+    monkeypatch.setenv("CNNLESSON_DEVICE", "cpu")
+    status, out, err = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),
+                           "--epochs", "1", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert status == 0, err
+    assert "s of training on cpu)" in out
 
 
 def test_missing_checkpoint_exits_1(tmp_path, capsys):
@@ -265,6 +337,26 @@ def _garbage(tmp, stack):
     (tmp / "garbage.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
 
 
+def _craft(**fields):
+    """A copy of the earlier run's checkpoint as crafted.pt, with `fields` replaced."""
+
+    def setup(tmp, stack):
+        state = torch.load(tmp.parent / "run" / "checkpoint.pt", weights_only=True)
+        torch.save({**state, **fields}, tmp / "crafted.pt")
+
+    return setup
+
+
+def _craft_meta(**entries):
+    """A copy of the earlier run's checkpoint as crafted.pt, with `entries` replaced in its meta."""
+
+    def setup(tmp, stack):
+        state = torch.load(tmp.parent / "run" / "checkpoint.pt", weights_only=True)
+        torch.save({**state, "meta": {**state["meta"], **entries}}, tmp / "crafted.pt")
+
+    return setup
+
+
 def _lock_run(tmp, stack):
     stack.enter_context(lock_folder(tmp / "run"))  # held by this test process while the case runs
 
@@ -293,7 +385,10 @@ HOSTILE = [
     Case("fresh-run-over-earlier", train_argv(resume=False), 2, "already holds a run (checkpoint.pt, history.json); pass --resume to continue it or --overwrite"),
     Case("resume-and-overwrite", train_argv("--overwrite"), 2, "--resume and --overwrite contradict each other"),
     Case("device-env-bogus", train_argv(device=None), 2, "CNNLESSON_DEVICE: expected 'auto', 'cpu', 'cuda' or 'mps', got 'bogus'", env={"CNNLESSON_DEVICE": "bogus"}),
-    Case("device-flag-bogus", train_argv(device="tpu"), 2, "--device: device: expected 'auto'"),
+    Case("device-flag-bogus", train_argv(device="tpu"), 2, "error: --device: expected 'auto'"),
+    Case("batch-size-not-a-multiple-of-world-size", train_argv("--batch-size", "63", resume=False, out="{tmp}/new"), 2,
+         "--batch-size: expected a multiple of the world size 2 (WORLD_SIZE), so that each process takes the same share; got 63",
+         env={"WORLD_SIZE": "2"}),  # fmt: skip
     Case("standin-with-mnist", train_argv("--standin", resume=False, out="{tmp}/new"), 2, "--standin reads stand-in CIFAR-10"),
     Case("resume-another-model", train_argv(model="cnnwithbn"), 1, "was trained with model='mnistnet', this run has model='cnnwithbn'"),
     Case("resume-another-seed", train_argv(seed="1"), 1, "was trained with seed=0, this run has seed=1"),
@@ -309,7 +404,18 @@ HOSTILE = [
     Case("cifar-forged-pickle-standin", CIFAR + ["--standin"], 1, "data_batch_1 is corrupt: not a CIFAR-10 pickle (it names", setup=_forge_pickle),
     Case("cifar-truncated-standin", CIFAR + ["--standin"], 1, "test_batch is corrupt: not a CIFAR-10 pickle",
          setup=_edit("cifar/cifar-10-batches-py/test_batch", lambda b: b[: len(b) // 2])),  # fmt: skip
-    Case("evaluate-library-checkpoint", ["evaluate", "--checkpoint", "{library}"], 1, "does not record meta['dataset']"),
+    Case("evaluate-library-checkpoint-without-data-root", ["evaluate", "--checkpoint", "{library}"], 1,
+         "records no data set or data folder (saved by cnnlesson.train.train?); pass --data-root, the folder holding MNIST/"),
+    Case("evaluate-meta-not-a-dict", ["evaluate", "--checkpoint", "{tmp}/crafted.pt"], 1, "crafted.pt has a bad meta: expected a dict, got int",
+         setup=_craft(meta=5)),
+    Case("evaluate-data-root-int", ["evaluate", "--checkpoint", "{tmp}/crafted.pt"], 1, "crafted.pt has a bad meta['data_root']: expected str, got int",
+         setup=_craft_meta(data_root=5)),
+    Case("evaluate-model-list", ["evaluate", "--checkpoint", "{tmp}/crafted.pt"], 1, "crafted.pt has a bad meta['model']: expected str, got list",
+         setup=_craft_meta(model=["x"])),
+    Case("evaluate-dataset-unknown", ["evaluate", "--checkpoint", "{tmp}/crafted.pt"], 1, "crafted.pt holds data set 'svhn', expected one of ['mnist', 'cifar10']",
+         setup=_craft_meta(dataset="svhn")),
+    Case("visualize-history-int", ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"], 1,
+         "crafted.pt has a bad history: expected a list of dicts, got int", setup=_craft(history=5)),  # fmt: skip
     Case("evaluate-not-a-checkpoint", ["evaluate", "--checkpoint", "{tmp}/garbage.pt"], 1, "is not a readable torch checkpoint", setup=_garbage),
     Case("evaluate-no-checkpoint", ["evaluate", "--checkpoint", "{tmp}/none.pt"], 1, "checkpoint: no file at {tmp}/none.pt"),
     Case("visualize-out-is-a-file", ["visualize", "--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/file"], 1, "is a file, not a folder", setup=_file),

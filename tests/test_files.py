@@ -145,3 +145,12 @@ def test_the_lock_creates_the_folder_and_is_reentrant_after_release(tmp_path):
         assert folder.is_dir()
     with lock_folder(tmp_path / "new" / "out"):
         pass
+
+
+def test_a_folder_the_lock_created_and_nothing_filled_is_removed(tmp_path):
+    with lock_folder(tmp_path / "new" / "out"):
+        pass  # a run that failed before writing anything
+    assert list(tmp_path.iterdir()) == []
+    with lock_folder(tmp_path / "kept") as folder:
+        (folder / "history.json").write_text("[]")
+    assert sorted(p.name for p in folder.iterdir()) == [".cnnlesson.lock", "history.json"]

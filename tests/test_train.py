@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -201,6 +202,31 @@ def test_load_checkpoint_errors(tmp_path):
     save_checkpoint(tmp_path / "mnist.pt", MNISTNet())
     with pytest.raises(ValueError, match="do not fit CNNWithBN"):
         load_checkpoint(tmp_path / "mnist.pt", CNNWithBN())
+
+
+CRAFTED = [
+    ({"meta": 5}, r"meta: expected a dict, got int"),
+    ({"history": 5}, r"history: expected a list of dicts, got int"),
+    ({"history": [5]}, r"history: expected a list of dicts, got list"),
+    ({"model_state": [1]}, r"model_state: expected a dict, got list"),
+    ({"optimizer_state": "adam"}, r"optimizer_state: expected a dict or None, got str"),
+    ({"meta": {"model": ["x"]}}, r"meta\['model'\]: expected str, got list"),
+    ({"meta": {"data_root": 5}}, r"meta\['data_root'\]: expected str, got int"),
+    ({"meta": {"seed": "0"}}, r"meta\['seed'\]: expected int or None, got str"),
+    ({"meta": {"pad": True}}, r"meta\['pad'\]: expected int, got bool"),
+]
+
+
+CRAFTED_IDS = ["meta-int", "history-int", "history-of-ints", "model_state-list", "optimizer_state-str", "model-list", "data_root-int", "seed-str", "pad-bool"]
+
+
+@pytest.mark.parametrize("change, message", CRAFTED, ids=CRAFTED_IDS)
+def test_load_checkpoint_refuses_fields_of_the_wrong_type(change, message, tmp_path):
+    save_checkpoint(tmp_path / "c.pt", MNISTNet())
+    state = {**torch.load(tmp_path / "c.pt", weights_only=True), **change}
+    torch.save(state, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=rf"^checkpoint: {re.escape(str(tmp_path / 'c.pt'))} has a bad {message}$"):
+        load_checkpoint(tmp_path / "c.pt")
 
 
 # --- oracles: the trainer checked against plain loops written here (issue 15) ------------
