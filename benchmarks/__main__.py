@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from benchmarks.provenance import provenance
 from benchmarks import accuracy, conv, costs, distributed, figures, trainer
 from benchmarks.realdata import REPO
-from benchmarks.timing import thread_pools
+from benchmarks.timing import pin_allocator, thread_pools
 from cnnlesson.files import write_text_atomic
 
 PARTS = ("conv", "trainer", "distributed", "accuracy", "figures", "costs")
@@ -67,12 +68,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="run only these parts (the file keeps the others when they measured the same code)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    # Every part, both contestants alike: freed memory stays in the process (see benchmarks.timing).
+    allocator = pin_allocator()
     results = {
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m benchmarks" + (" --quick" if args.quick else ""),
         "quick": args.quick,
         "provenance": provenance(),  # before anything is written: results.json and figures are tracked
-        "machine": machine(),
+        "machine": {**machine(), "allocator": allocator or "the C library's default (not glibc: left as it is)"},
     }
     with tempfile.TemporaryDirectory() as work:
         runs = {
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
             tqdm.write(f"{part}: {json.dumps(results[part])[:300]}")
     kept = _kept_parts(args.out / "results.json", results, args.only)
     parts = {part: results.get(part, kept.get(part)) for part in PARTS if part in results or part in kept}
-    results = {**{key: value for key, value in results.items() if key not in PARTS}, **parts}
+    results = {**{key: value for key, value in results.items() if key not in PARTS}, **parts,
+               "wall_seconds": round(time.perf_counter() - start)}  # the parts this command ran
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out / 'results.json'}")
     return results

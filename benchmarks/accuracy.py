@@ -8,6 +8,7 @@ results are the mean and the sample standard deviation over the seeds.
 Without ../shared (a fresh clone) this part says so and is skipped.
 """
 
+import math
 import statistics
 from pathlib import Path
 
@@ -23,7 +24,7 @@ MODELS = ("mnistnet", "cnnwithbn", "lenet5")
 SEEDS = (0, 1, 2)
 
 
-def _plot(models: dict, path: Path) -> None:
+def _plot(models: dict, path: Path, split: tuple[int, int] | None = None) -> None:
     import matplotlib.pyplot as plt
 
     from cnnlesson.viz import save_figure
@@ -36,7 +37,7 @@ def _plot(models: dict, path: Path) -> None:
                     label=name)
     seeds = len(next(iter(models.values()))["final_test_accuracy_by_seed"])
     ax.set(xlabel="epoch", ylabel=f"test accuracy (%), mean ± std over {seeds} seeds",
-           title="MNIST's test set: 8,000 digits to train, 2,000 to test")
+           title="MNIST's test set, split" + (f": {split[0]:,} digits to train, {split[1]:,} to test" if split else ""))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -84,12 +85,18 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
             "final_test_accuracy_by_seed": [round(a, 4) for a in finals],
             "train_seconds": round(statistics.mean(sum(r["seconds"] for r in history) for _, history in seen), 1),
         }
-    _plot(results, out_dir / "accuracy_curves.png")
+    split = (len(train_loader.X), len(test_loader.X))
+    for result in results.values():
+        # One run's binomial standard error on this many test digits: the noise in a single accuracy.
+        p = result["final_test_accuracy"]
+        result["standard_error"] = round(math.sqrt(p * (1 - p) / split[1]), 4)
+    _plot(results, out_dir / "accuracy_curves.png", split)
     return {
-        "data": "real MNIST digits: MNIST's test set (t10k), its first 8,000 digits to train, the last 2,000 to test",
+        "data": (f"real MNIST digits: MNIST's test set (t10k), its first {split[0]:,} digits to train, "
+                 f"the last {split[1]:,} to test"),
         "seeds": list(seeds),
-        "train_images": len(train_loader.X),
-        "test_images": len(test_loader.X),
+        "train_images": split[0],
+        "test_images": split[1],
         "epochs": epochs,
         "models": results,
         "figures": ["accuracy_curves.png"],

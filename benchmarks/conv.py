@@ -10,7 +10,12 @@ most twice torch's time. Around it:
   one small image (the loop is far too slow for a batch);
 - `conv2d_backward` against torch autograd's convolution backward;
 - `max_pool2d` and `avg_pool2d` against torch's;
-- two sweeps (batch size, image size), plotted to ``conv_scaling.png``.
+- two sweeps (batch size, image size), plotted to ``conv_scaling.png``;
+- for each grid shape, the matrix product alone that any im2col convolution
+  must compute, ``(O, C*kh*kw) @ (C*kh*kw, N*OH*OW)`` in NumPy: the floor
+  below which `conv2d`, whatever its copies cost, cannot go;
+- the headline once more in a fresh process with the C library's default
+  allocator (`python -m benchmarks` pins it, see `benchmarks.timing`).
 
 Every contestant is timed alone (`benchmarks.timing.time_alone`), both
 libraries on the same number of threads, read back with threadpoolctl.
@@ -19,9 +24,12 @@ Results are checked to agree before their times are kept.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pathlib
+import subprocess
+import sys
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -29,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from benchmarks.realdata import REPO
 from benchmarks.timing import same_threads, time_alone
 from cnnlesson.conv import avg_pool2d, conv2d, conv2d_backward, conv2d_numpy, max_pool2d
 from cnnlesson.viz import save_figure
@@ -103,17 +112,45 @@ def _inputs(layer: Layer, rng: np.random.Generator):
     return x, w, b
 
 
-def _forward(layer: Layer, timer: _Timer, rng: np.random.Generator) -> dict:
-    """conv2d against F.conv2d on one layer shape; they must agree before the times count."""
+def _forward(layer: Layer, timer: _Timer, rng: np.random.Generator, product: bool = False) -> dict:
+    """conv2d against F.conv2d on one layer shape; they must agree before the times count.
+
+    With `product`, also time the bare matrix product of an im2col convolution of this shape.
+    """
     x, w, b = _inputs(layer, rng)
     xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
     s, p = layer.stride, layer.padding
     with torch.no_grad():
-        np.testing.assert_allclose(conv2d(x, w, b, stride=s, padding=p),
-                                   F.conv2d(xt, wt, bt, stride=s, padding=p).numpy(), rtol=1e-4, atol=1e-3)
+        out = F.conv2d(xt, wt, bt, stride=s, padding=p)
+        np.testing.assert_allclose(conv2d(x, w, b, stride=s, padding=p), out.numpy(), rtol=1e-4, atol=1e-3)
     times = timer.pair(lambda: conv2d(x, w, b, stride=s, padding=p), lambda: F.conv2d(xt, wt, bt, stride=s, padding=p))
-    return {"layer": layer.name, "shape": list(layer.shape), "filters": layer.filters, "kernel": layer.kernel,
-            "stride": s, "padding": p, **times}
+    row = {"layer": layer.name, "shape": list(layer.shape), "filters": layer.filters, "kernel": layer.kernel,
+           "stride": s, "padding": p, **times}
+    if product:
+        n, _, oh, ow = out.shape
+        filters = w.reshape(layer.filters, -1)
+        cols = rng.standard_normal((filters.shape[1], n * oh * ow), dtype=np.float32)
+        row["product_ms"] = _ms(timer.ms(lambda: filters @ cols)["median_ms"])
+        row["product_ratio"] = round(row["product_ms"] / row["torch_ms"], 3)
+    return row
+
+
+def headline_alone(threads: int, rounds: int, warmup: int, warmup_seconds: float, quick: bool = False) -> dict:
+    """The headline pair on `threads` threads each, as this process's allocator has it."""
+    layer = _small(HEADLINE) if quick else HEADLINE
+    with same_threads(threads):
+        return _forward(layer, _Timer(rounds, warmup, warmup_seconds), np.random.default_rng(0))
+
+
+def _unpinned_headline(threads: int, settings: dict, quick: bool) -> dict:
+    """`headline_alone` in a fresh Python process, whose allocator nobody pinned."""
+    code = ("import json, sys; from benchmarks import conv; "
+            "print(json.dumps(conv.headline_alone(**json.loads(sys.argv[1]))))")
+    arguments = json.dumps({"threads": threads, "quick": quick, **settings})
+    done = subprocess.run([sys.executable, "-c", code, arguments], cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError("the headline in a fresh process failed:\n" + done.stderr.strip()[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _backward(layer: Layer, timer: _Timer, rng: np.random.Generator) -> dict:
@@ -193,6 +230,10 @@ def _plot(batch_sweep: list[dict], size_sweep: list[dict], threads: int, path: p
     plt.close(fig)
 
 
+def _geometric_mean(values: list[float]) -> float:
+    return round(math.exp(sum(map(math.log, values)) / len(values)), 3)
+
+
 def _small(layer: Layer) -> Layer:
     """The same layer on a batch of 2, for quick mode."""
     return layer._replace(shape=(min(2, layer.shape[0]), *layer.shape[1:]))
@@ -237,7 +278,7 @@ def run(out_dir: pathlib.Path, quick: bool = False) -> dict:
         found: dict[str, list] = {key: [] for key in ("grid", "backward", "pooling", "loop", "batch", "size")}
         for kind, what in tqdm(steps, desc="conv", unit="case"):
             if kind == "grid":
-                found[kind].append(_forward(what, timer, rng))
+                found[kind].append(_forward(what, timer, rng, product=True))
             elif kind == "backward":
                 found[kind].append(_backward(what, timer, rng))
             elif kind == "pooling":
@@ -248,8 +289,12 @@ def run(out_dir: pathlib.Path, quick: bool = False) -> dict:
                 batch, size = (what, 32) if kind == "batch" else (16, what)
                 found[kind].append(_forward(Layer(f"sweep {kind}", (batch, 3, size, size), 64), timer, rng))
 
+    unpinned = _unpinned_headline(cores, timer.settings, quick)
     _plot(found["batch"], found["size"], cores, out_dir / "conv_scaling.png")
     ratios = [case["ratio"] for case in found["grid"]]
+    products = [case["product_ratio"] for case in found["grid"]]
+    measured = {"headline": found["grid"][0]["ratio"], "grid_slowest": max(ratios),
+                "grid_geometric_mean": _geometric_mean(ratios), "backward": found["backward"][0]["ratio"]}
     return {
         "method": "each contestant timed alone: warm-up calls, then rounds; the median counts",
         **timer.settings,
@@ -257,8 +302,12 @@ def run(out_dir: pathlib.Path, quick: bool = False) -> dict:
         "thread_pools": pools_read,
         "headline": {**found["grid"][0], "target": TARGET_RATIO},
         "grid": found["grid"],
-        "geometric_mean_ratio": round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 3),
+        "geometric_mean_ratio": measured["grid_geometric_mean"],
         "slowest_ratio": max(ratios),
+        # The bare matrix product alone, against torch's whole convolution: NumPy's floor.
+        "product_geometric_mean_ratio": _geometric_mean(products),
+        "product_slowest_ratio": max(products),
+        "unpinned_headline": unpinned,
         "by_threads": by_threads,
         "backward": found["backward"][0],
         "pooling": found["pooling"],
@@ -266,6 +315,7 @@ def run(out_dir: pathlib.Path, quick: bool = False) -> dict:
         "batch_sweep": found["batch"],
         "size_sweep": found["size"],
         "targets": TARGETS,
+        "targets_met": {name: measured[name] <= target for name, target in TARGETS.items()},
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "figures": ["conv_scaling.png"],

@@ -105,7 +105,8 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
     likeness = sobel_likeness(net.conv1.weight)
     sobel_like = sum(c >= SOBEL_THRESHOLD for c in likeness)
     return {
-        "data": "real MNIST digits: first 8,000 of the t10k set to train, last 2,000 to test",
+        "data": (f"real MNIST digits: the first {len(train_loader.X):,} of the t10k set to train, "
+                 f"the last {len(test_loader.X):,} to test"),
         "model": "mnistnet",
         "train_images": len(train_loader.X),
         "test_images": len(test_loader.X),

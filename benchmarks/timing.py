@@ -6,11 +6,20 @@ rounds, and the median counts. Timing two libraries call by call
 worker threads keep spinning for a while after a call and slow the other
 library's next call. The warm-up of each block absorbs the previous block's
 spinning tail.
+
+The memory allocator is pinned too (`pin_allocator`). By default glibc hands
+a large freed block back to the operating system, so a call that allocates a
+16 MB result page-faults all of it in again, call after call, depending on
+what was allocated before: the same convolution then took 1 ms in one block
+and 10 ms in another. Pinned, every call reuses memory, as a long-running
+program's would, and a time is the library's own work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import statistics
 import time
 from typing import Callable, Iterator
@@ -49,6 +58,29 @@ def time_alone(fn: Callable[[], object], rounds: int = 20, warmup: int = 3,
         fn()
         times.append(time.perf_counter() - start)
     return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3}
+
+
+# glibc's mallopt parameters (malloc.h): keep freed memory in the process.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+PINNED = {"M_MMAP_THRESHOLD": 2**30, "M_TRIM_THRESHOLD": 2**31 - 1}
+
+
+def pin_allocator() -> dict | None:
+    """Make glibc's malloc keep freed memory (no mmap below 1 GiB, no trimming); return what was set.
+
+    Returns None where the C library is not glibc (macOS, Windows, musl):
+    there the allocator is left as it is, and results.json says so.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return None
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if not (mallopt(_M_MMAP_THRESHOLD, PINNED["M_MMAP_THRESHOLD"]) and mallopt(_M_TRIM_THRESHOLD, PINNED["M_TRIM_THRESHOLD"])):
+        return None
+    return {"library": "glibc", "mallopt": PINNED}
 
 
 def thread_pools() -> list[dict]:

@@ -135,6 +135,9 @@ def test_results_tokens_render_values_and_refuse_unknown_names(docs_hook):
     assert hook.render("{{ results:trainer.cpu.ratio:x }}", results, tooltips=False) == "1.46×"
     assert hook.render("{{ results:accuracy.models.m.final_test_accuracy:pct }}", results, tooltips=False) == "98.45 %"
     assert hook.render("{{ results:conv.loop.0.loop_over_torch:x0 }}", results, tooltips=False) == "1,234×"
+    for ms, text in ((0.03125, "0.0312 ms"), (4.8249, "4.82 ms"), (12.34, "12.3 ms"), (1234.5, "1,234 ms")):
+        assert hook.render("{{ results:conv.loop.0.ms:ms }}", {"conv": {"loop": [{"ms": ms}]}}, tooltips=False) == text
+    assert [hook.render("{{ results:t.ok:met }}", {"t": {"ok": ok}}, tooltips=False) for ok in (True, False)] == ["met", "not met"]
     # A measured value names its run in a tooltip; the run's own fields do not.
     assert hook.render("{{ results:trainer.cpu.ratio:x }}", results) == (
         '<span class="cnn-measured" title="Measured by python -m benchmarks on 2026-01-02 03:04 UTC, '
@@ -151,8 +154,8 @@ def test_results_tokens_render_values_and_refuse_unknown_names(docs_hook):
 def test_results_tables_report_what_does_not_fit(docs_hook):
     hook = docs_hook("results")
     row = {"layer": "l", "shape": [1, 1, 4, 4], "filters": 1, "kernel": 3, "stride": 1, "padding": 0,
-           "numpy_ms": 2.0, "torch_ms": 1.0, "ratio": 2.0}
-    assert "| l | 1×1×4×4 | 1 of 3×3 | 2.0 | 1.0 | 2.00× |" in hook.table({"conv": {"grid": [row]}}, "conv-grid")
+           "numpy_ms": 2.0, "torch_ms": 1.0, "ratio": 2.0, "product_ratio": 0.5}
+    assert "| l | 1×1×4×4 | 1 of 3×3 | 2.0 | 1.0 | 2.00× | 0.50× |" in hook.table({"conv": {"grid": [row]}}, "conv-grid")
     broken = {key: value for key, value in row.items() if key != "torch_ms"}
     with pytest.raises(Exception, match=r"conv-grid: row 0 of conv.grid .*KeyError: 'torch_ms'"):
         hook.table({"conv": {"grid": [row, broken][1:]}}, "conv-grid")
@@ -163,6 +166,13 @@ def test_results_tables_report_what_does_not_fit(docs_hook):
     assert hook.table({"accuracy": {"skipped": "no digits"}}, "accuracy") == "*Not measured in this run: no digits.*"
     trainer = hook.table({"trainer": {"cuda": None}}, "trainer")
     assert "| cuda | not measured (no such device" in trainer
+    with pytest.raises(Exception, match=r"results-table:trainer: trainer in .* does not fit the table \(AttributeError"):
+        hook.table({"trainer": ["not", "a", "dict"]}, "trainer")
+    costs = {"mkdocs_build_seconds": 6.0, "pytest_seconds": 200.0, "pytest_summary": "500 passed", "pytest_exit_code": 0}
+    assert "| pytest (the whole suite: 500 passed) | 200 s |" in hook.table({"costs": costs}, "costs")
+    failed = {**costs, "pytest_summary": "1 failed, 499 passed", "pytest_exit_code": 1}
+    with pytest.raises(Exception, match=r"costs: the test suite failed in the measuring run \(1 failed, 499 passed\)"):
+        hook.table({"costs": failed}, "costs")
 
 
 def test_committed_results_are_a_full_run():

@@ -31,7 +31,7 @@ def test_committed_figures_come_from_a_recorded_real_mnist_run(docs_hook):
     assert sobel["share"] == pytest.approx(sobel["sobel_like"] / sobel["filters"], abs=1e-4)
 
 
-@pytest.mark.parametrize("case", ["no part", "skipped", "png missing", "no file"])
+@pytest.mark.parametrize("case", ["no part", "skipped", "png missing", "no file", "quick run"])
 def test_hook_refuses_a_build_without_the_real_figures(docs_hook, tmp_path, case):
     hook = docs_hook("figures")
     record = json.loads((RESULTS / "results.json").read_text())
@@ -39,6 +39,8 @@ def test_hook_refuses_a_build_without_the_real_figures(docs_hook, tmp_path, case
         del record["figures"]
     elif case == "skipped":
         record["figures"] = {"skipped": "no real digits here"}
+    elif case == "quick run":  # a few hundred digits, one epoch: a code check, not a picture to show
+        record["quick"] = True
     if case != "no file":
         (tmp_path / "results.json").write_text(json.dumps(record))
     for name in figures.FIGURES[: -1 if case == "png missing" else None]:
@@ -49,6 +51,8 @@ def test_hook_refuses_a_build_without_the_real_figures(docs_hook, tmp_path, case
     assert "\n" not in message and "python -m benchmarks" in message
     if case == "png missing":
         assert figures.FIGURES[-1] in message
+    if case == "quick run":
+        assert "--quick" in message
     # With everything in place the same folder is accepted.
     (tmp_path / "results.json").write_text(json.dumps(json.loads((RESULTS / "results.json").read_text())))
     for name in figures.FIGURES:

@@ -73,9 +73,13 @@ def real_figures(results_dir: Path) -> dict[str, Path]:
     """Site name -> PNG for the real-MNIST figures; PluginError (one line) when they or their record are missing."""
     record_file = results_dir / "results.json"
     try:
-        record = json.loads(record_file.read_text(encoding="utf-8")).get(RESULTS_PART)
+        results = json.loads(record_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise PluginError(f"figures: cannot read {record_file} ({type(err).__name__}): {RUN_THEM}") from None
+    if results.get("quick"):
+        raise PluginError(f"figures: {record_file} comes from `python -m benchmarks --quick`, which trains on a few "
+                          f"hundred digits to check the code, not to show; {RUN_THEM}")
+    record = results.get(RESULTS_PART)
     if not isinstance(record, dict) or "skipped" in record:
         why = record["skipped"] if isinstance(record, dict) else f"it has no {RESULTS_PART!r} part"
         raise PluginError(f"figures: no real-MNIST figures recorded in {record_file} ({why}); {RUN_THEM}")

@@ -5,9 +5,10 @@ measured number; they name it, and this hook puts in the value:
 
 - `{{ results:accuracy.models.mnistnet.final_test_accuracy:pct }}` -> `98.45 %`
   (formats: `pct` a fraction as a percentage, `x` a ratio as `4.44×`, `x0`
-  a large ratio as `1,234×`, `int` a count with thousands separators, `ms`,
-  `s`, `commit` the first 10 characters of a commit, `list` items joined by
-  commas; none: as stored). A number in a path indexes a list
+  a large ratio as `1,234×`, `int` a count with thousands separators, `ms`
+  with three significant digits, `s`, `commit` the first 10 characters of a
+  commit, `list` items joined by commas, `met` a target's true/false as
+  "met"/"not met"; none: as stored). A number in a path indexes a list
   (`conv.loop.0.loop_ms`). A measured value carries a tooltip naming the
   run that measured it (date and commit);
 - `{{ results-table:NAME }}` -> a Markdown table, one of `TABLES`.
@@ -63,16 +64,22 @@ def lookup(results: dict, dotted: str):
     return value
 
 
+def _ms(value: float) -> str:
+    """Milliseconds with three significant digits, whole ones from 100 up: 0.0312 ms, 4.82 ms, 1,234 ms."""
+    return f"{value:,.0f} ms" if value >= 100 else f"{value:.3g} ms"
+
+
 FORMATS = {
     None: str,
     "pct": lambda v: f"{100 * v:.2f} %",
     "x": lambda v: f"{v:.2f}×",
     "x0": lambda v: f"{v:,.0f}×",
     "int": lambda v: f"{v:,}",
-    "ms": lambda v: f"{v:.1f} ms",
+    "ms": lambda v: _ms(v),
     "s": lambda v: f"{v:.0f} s",
     "commit": lambda v: "unknown" if v is None else str(v)[:10],
     "list": lambda v: ", ".join(map(str, v)),
+    "met": lambda v: {True: "met", False: "not met"}[v],
 }
 
 
@@ -101,14 +108,14 @@ def _pm(mean_key: str, std_key: str) -> Callable[[dict], str]:
 
 
 def _sweeps(part: dict) -> list[dict]:
-    """The headline and both sweeps, each shape once."""
-    rows = {}
-    for row in [part["headline"], *part["batch_sweep"], *part["size_sweep"]]:
-        rows.setdefault(_shape(row), row)
-    return list(rows.values())
+    """Both sweeps' rows as measured (the batch sweep's 64 repeats the headline's shape: compare them)."""
+    return [*part["batch_sweep"], *part["size_sweep"]]
 
 
 def _costs(part: dict) -> list[dict]:
+    if part["pytest_exit_code"] != 0:  # a failing suite is not a cost to publish
+        raise PluginError(f"costs: the test suite failed in the measuring run ({part['pytest_summary']}); "
+                          "fix it and re-run `python -m benchmarks`")
     return [{"what": "mkdocs build --strict", "seconds": part["mkdocs_build_seconds"]},
             {"what": f"pytest (the whole suite: {part['pytest_summary']})", "seconds": part["pytest_seconds"]}]
 
@@ -153,7 +160,8 @@ RATIO = [("NumPy conv2d (ms)", "{numpy_ms:.1f}"), ("torch (ms)", "{torch_ms:.1f}
 TABLES: dict[str, Table] = {
     "machine": Table("machine", [("what", "{name}"), ("value", lambda row: _machine_value(row["value"]))],
                      rows=lambda part: [{"name": key, "value": value} for key, value in part.items()]),
-    "conv-grid": Table("conv.grid", [("layer", "{layer}"), ("input (N×C×H×W)", _shape), ("filters", _filters), *RATIO]),
+    "conv-grid": Table("conv.grid", [("layer", "{layer}"), ("input (N×C×H×W)", _shape), ("filters", _filters), *RATIO,
+                                     ("its matrix product alone ÷ torch", "{product_ratio:.2f}×")]),
     "conv-threads": Table("conv.by_threads", [("threads, each library", "{threads}"), ("input (N×C×H×W)", _shape), *RATIO]),
     "conv-loop": Table("conv.loop", [
         ("image", lambda row: "×".join(map(str, row["image"]))),
@@ -221,6 +229,10 @@ def table(results: dict, name: str) -> str:
     except KeyError as err:
         raise PluginError(f"results-table:{name}: docs/results/results.json has no {err.args[0]!r}; "
                           "re-run `python -m benchmarks`") from None
+    except (AttributeError, TypeError) as err:  # the part is there, but not in the shape TABLES expects
+        raise PluginError(f"results-table:{name}: {spec.source} in docs/results/results.json does not fit the table "
+                          f"({type(err).__name__}: {err}); re-run `python -m benchmarks` or fix TABLES in "
+                          "docs/hooks/results.py") from None
     lines = ["| " + " | ".join(header for header, _ in spec.columns) + " |", "|" + " --- |" * len(spec.columns)]
     for i, row in enumerate(rows):
         if row.get(ABSENT):
