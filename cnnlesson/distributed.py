@@ -11,7 +11,7 @@ tutorial, in this order:
 3. wrap the model in `DistributedDataParallel`, whose `backward` averages the
    gradients of all ranks, so every rank takes the same optimizer step;
 4. all-reduce the epoch's loss, accuracy and speed; rank 0 alone evaluates,
-   prints and saves.
+   prints and saves (and, to resume, reads the checkpoint and broadcasts it).
 
 `--batch-size` stays the *global* batch: the images behind one optimizer step,
 as in a single process. Each rank takes `batch_size // world_size` of them.
@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from cnnlesson.data import TensorLoader
 from cnnlesson.device import get_device
 from cnnlesson.train import (
-    DivergedError, _check_seed, _check_train_arguments, _default_meta, _diverged, evaluate, print_epoch, resume_from,
-    save_checkpoint, train_epoch, write_history,
+    DivergedError, _check_seed, _check_train_arguments, _default_meta, _diverged, apply_checkpoint, evaluate, print_epoch,
+    resume_from, save_checkpoint, train_epoch, write_history,
 )
 
 
@@ -53,9 +53,15 @@ def rank() -> int:
 
 
 def local_device(device: torch.device) -> torch.device:
-    """Under torchrun each rank on a machine takes its own GPU, `cuda:LOCAL_RANK`."""
+    """Under torchrun each rank on a machine takes its own GPU, `cuda:LOCAL_RANK`.
+
+    Raises:
+        ValueError: on CUDA, `LOCAL_RANK` is not set (torchrun sets it).
+    """
     if device.type != "cuda" or not launched():
         return device
+    if "LOCAL_RANK" not in os.environ:
+        raise ValueError("LOCAL_RANK: not set; it names this process's GPU on its machine (torchrun sets it)")
     device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     torch.cuda.set_device(device)
     return device
@@ -103,6 +109,45 @@ def shard(loader: DataLoader | TensorLoader, rank: int, world_size: int, seed: i
     return _ShardedTensorLoader(loader.X, loader.y, per_rank, sampler), sampler
 
 
+def _on_cpu(state):
+    """A copy of a (nested) state dict with every tensor on the CPU, so that any rank can unpickle it."""
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {key: _on_cpu(value) for key, value in state.items()}
+    if isinstance(state, list):
+        return [_on_cpu(value) for value in state]
+    return state
+
+
+def _resume_all_ranks(checkpoint, net: nn.Module, optimizer, lr: float, seed: int | None, meta: dict, num_epochs: int):
+    """Rank 0 reads `checkpoint` and sends what it restored to every rank; return (history, seed).
+
+    Only rank 0 writes OUT, so on a second machine there is no checkpoint to
+    read. DDP would copy rank 0's weights, but not Adam's state, the history
+    or the seed, so rank 0 broadcasts all of them. No checkpoint on rank 0:
+    every rank starts afresh.
+    """
+    sent: list = [None]
+    if dist.get_rank() == 0 and Path(checkpoint).exists():
+        try:
+            history, seed = resume_from(checkpoint, net, optimizer, lr, seed, meta, num_epochs)
+            sent = [{"model_state": _on_cpu(net.state_dict()), "optimizer_state": _on_cpu(optimizer.state_dict()),
+                     "history": history, "seed": seed}]
+        except (OSError, ValueError) as err:
+            sent = [{"error": err}]  # the other ranks stop with the same error instead of waiting
+    dist.broadcast_object_list(sent, src=0)
+    state = sent[0]
+    if state is None:
+        return [], seed
+    if "error" in state:
+        raise state["error"]
+    if dist.get_rank() != 0:
+        apply_checkpoint(state, net, optimizer, checkpoint)  # rank 0's optimizer already holds this run's lr
+        meta["seed"] = state["seed"]
+    return state["history"], state["seed"]
+
+
 def _global_record(record: dict, images: int, device: torch.device) -> dict:
     """The whole job's numbers from one rank's epoch: sums over ranks, the slowest rank's time."""
     sums = torch.tensor([record["train_loss"] * images, record["train_accuracy"] * images, images], dtype=torch.float64, device=device)
@@ -137,17 +182,21 @@ def train(
     `train_loader` is the shuffling loader of a single process, with the
     global batch size; `shard` splits it. Every rank returns the same
     history: all-reduced training numbers and rank 0's test accuracy on
-    the whole test set. Rank 0 alone prints and writes the checkpoint. On
-    CUDA, BatchNorm layers become `SyncBatchNorm` (statistics over the
-    global batch); on the CPU, where torch has no SyncBatchNorm, each rank
+    the whole test set. Rank 0 alone prints and writes the checkpoint; with
+    `resume`, rank 0 alone reads it and sends it to the other ranks, which
+    need not see it. On CUDA each rank trains on `cuda:LOCAL_RANK`, and
+    BatchNorm layers become `SyncBatchNorm` (statistics over the global
+    batch); on the CPU, where torch has no SyncBatchNorm, each rank
     normalises with its own share of the batch.
 
     Raises:
         ProcessLostError: another rank stopped during the run.
+        ValueError: on CUDA, `LOCAL_RANK` is not set; or, on every rank, the
+            checkpoint cannot be resumed (see `cnnlesson.train.resume_from`).
     """
     _check_train_arguments(net, num_epochs, lr, resume, checkpoint)
     _check_seed(seed, num_epochs)
-    device = get_device(device)
+    device = local_device(get_device(device))  # each rank its own GPU, also when called from Python
     meta = _default_meta(net, seed, meta)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     me, world = dist.get_rank(), dist.get_world_size()
@@ -156,16 +205,15 @@ def train(
         # When one rank fails, torchrun ends the others with SIGTERM: say so instead of vanishing.
         previous = signal.signal(signal.SIGTERM, _stopped_by_torchrun)
     try:
-        loader, sampler = shard(train_loader, me, world, seed=seed or 0)
         if device.type == "cuda":
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         net.to(device)
         optimizer = torch.optim.Adam(net.parameters(), lr=lr)
         history: list[dict] = []
-        if resume and Path(checkpoint).exists():
-            # Every rank reads the checkpoint, as train.train does: DDP broadcasts the weights
-            # but not the optimizer's state.
-            history, seed = resume_from(checkpoint, net, optimizer, lr, seed, meta, num_epochs)
+        if resume:
+            history, seed = _resume_all_ranks(checkpoint, net, optimizer, lr, seed, meta, num_epochs)
+        # After resuming: a run resumed without a seed shuffles with the checkpoint's.
+        loader, sampler = shard(train_loader, me, world, seed=0 if seed is None else seed)
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         for epoch in range(len(history), num_epochs):
             sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank

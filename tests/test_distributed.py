@@ -1,10 +1,9 @@
-"""Data-parallel training on the CPU with gloo: two processes, stand-in data, the page's own commands."""
+"""Data-parallel training on the CPU with gloo: two processes, stand-in data, the page's own commands and diff."""
 
 import json
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import torch.multiprocessing as mp
 from torch.distributed.run import get_args_parser
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from benchmarks.distributed import cpu_command, page_argv, page_commands, page_fences, python_argv
 from cnnlesson import distributed
 from cnnlesson.cli import build_parser
 from cnnlesson.data import TensorLoader, write_standin_mnist
@@ -25,29 +25,25 @@ from cnnlesson.models import MNISTNet
 from cnnlesson.train import load_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = REPO / "docs" / "distributed.md"
 BATCH, STEPS, SEED = 8, 4, 3
-
-
-def page_commands() -> list[str]:
-    """Every `$ torchrun ...` line in the page's console fences."""
-    fences = re.findall(r"```console\n(.*?)```", PAGE.read_text(encoding="utf-8"), flags=re.S)
-    lines = [line for fence in fences for line in fence.splitlines()]
-    return [line[2:] for line in lines if line.startswith("$ torchrun ")]
-
-
-def cpu_command() -> str:
-    """The page's command for one machine without GPUs: the one these tests run."""
-    [command] = [c for c in page_commands() if "--device cpu" in c]
-    return command
+gloo = pytest.mark.skipif(sys.platform == "win32", reason="torchrun and gloo process groups are not dependable on Windows")
 
 
 def _run(argv: list[str], **kwargs) -> subprocess.Popen:
-    # torchrun is the console script of torch.distributed.run; this runs it under the tests' Python.
-    if argv[0] == "torchrun":
-        argv = [sys.executable, "-m", "torch.distributed.run", *argv[1:]]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(python_argv(argv), cwd=kwargs.pop("cwd", REPO), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _spawn(fn, args: tuple, nprocs: int = 2, timeout: float = 300) -> None:
+    """`mp.spawn`, but ranks left waiting on each other fail the test after `timeout` s instead of hanging it."""
+    context = mp.spawn(fn, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1):  # raises when a rank raised
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the {nprocs} ranks were still running after {timeout} s: waiting on each other?")
 
 
 # --- equivalence: 2 processes with batch B/2 == 1 process with batch B ------------------------
@@ -58,16 +54,26 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(BATCH * STEPS, 1, 28, 28, generator=g, dtype=torch.float64), torch.randint(0, 10, (BATCH * STEPS,), generator=g)
 
 
+def _loader() -> TensorLoader:
+    """The single-process shuffling loader that `distributed.train` splits between ranks."""
+    return TensorLoader(*_data(), batch_size=BATCH, shuffle=True)
+
+
 def _model() -> MNISTNet:
     torch.manual_seed(SEED)
     return MNISTNet().double()  # no dropout; float64 so rounding stays far below the tolerance
 
 
-def _rank(rank: int, world: int, port: int, out: str) -> None:
+def _join(rank: int, world: int, port: int) -> None:
+    """The environment torchrun gives a rank, for a job on this machine."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
+def _rank(rank: int, world: int, port: int, out: str) -> None:
+    _join(rank, world, port)
     torch.set_num_threads(1)
     net = _model()
-    history = distributed.train(net, TensorLoader(*_data(), batch_size=BATCH, shuffle=True), device="cpu", num_epochs=1, seed=SEED, progress=False)
+    history = distributed.train(net, _loader(), device="cpu", num_epochs=1, seed=SEED, progress=False)
     if rank == 0:
         torch.save({"weights": net.state_dict(), "history": history}, out)
 
@@ -93,9 +99,10 @@ def _assert_weights(a: dict, b: dict, rtol: float) -> None:
         torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=1e-12, msg=lambda m: f"{name}: {m}")
 
 
+@gloo
 def test_two_processes_with_half_batches_take_the_steps_of_one_process(tmp_path):
     out = tmp_path / "rank0.pt"
-    mp.spawn(_rank, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    _spawn(_rank, (2, _free_port(), str(out)))
     ddp = torch.load(out, weights_only=True)
     assert ddp["history"][0]["train_loss"] > 0
     reference = _single()
@@ -108,6 +115,79 @@ def test_two_processes_with_half_batches_take_the_steps_of_one_process(tmp_path)
     for wrong in (_single(grad_scale=2.0), _single(batch=BATCH // 2), start):
         with pytest.raises(AssertionError):
             _assert_weights(ddp["weights"], wrong, rtol)
+
+
+# --- resuming: rank 0 alone has the checkpoint ----------------------------------------------
+
+
+def _resume_rank(rank: int, world: int, ports: list[int], folder: str) -> None:
+    """Train 2 epochs straight, then 1 epoch + a resume to 2, each rank with its own OUT (as on two machines)."""
+    _join(rank, world, ports[0])
+    torch.set_num_threads(1)
+    straight = _model()
+    distributed.train(straight, _loader(), device="cpu", num_epochs=2, seed=SEED, progress=False)
+    checkpoint = Path(folder) / f"machine{rank}" / "checkpoint.pt"  # only rank 0 writes, so rank 1's never exists
+    os.environ["MASTER_PORT"] = str(ports[1])
+    distributed.train(_model(), _loader(), device="cpu", num_epochs=1, seed=SEED, checkpoint=checkpoint, progress=False)
+    os.environ["MASTER_PORT"] = str(ports[2])
+    torch.manual_seed(100 + rank)  # other weights on each rank: the resume must bring rank 0's
+    resumed = MNISTNet().double()
+    # No seed: the run goes on with the checkpoint's, which rank 1 can only learn from rank 0.
+    history = distributed.train(resumed, _loader(), device="cpu", num_epochs=2, checkpoint=checkpoint, resume=True, progress=False)
+    torch.save({"straight": straight.state_dict(), "resumed": resumed.state_dict(), "history": history}, Path(folder) / f"rank{rank}.pt")
+
+
+@gloo
+def test_resume_reads_the_checkpoint_on_rank_0_and_sends_it_to_the_others(tmp_path):
+    _spawn(_resume_rank, (2, [_free_port() for _ in range(3)], str(tmp_path)))
+    assert (tmp_path / "machine0" / "checkpoint.pt").exists() and not (tmp_path / "machine1").exists()
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert [r["epoch"] for r in ranks[0]["history"]] == [1, 2] and ranks[0]["history"] == ranks[1]["history"]
+    for rank in ranks:  # both resumed from epoch 1 with the same weights, Adam state and seed as the straight run
+        _assert_weights(rank["resumed"], ranks[0]["straight"], rtol=1e-7)
+
+
+@gloo
+def test_resume_without_seed_shuffles_with_the_checkpoints_seed(tmp_path, monkeypatch, capsys):
+    """One rank, in this process: 1 epoch + a resume without --seed == 2 epochs with the seed."""
+    checkpoint = tmp_path / "checkpoint.pt"
+
+    def run(net, **kwargs):
+        monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+        return distributed.train(net, _loader(), device="cpu", progress=False, **kwargs)
+
+    for name, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1").items():
+        monkeypatch.setenv(name, value)
+    straight = _model()
+    run(straight, num_epochs=2, seed=SEED)
+    run(_model(), num_epochs=1, seed=SEED, checkpoint=checkpoint)
+    resumed = _model()
+    run(resumed, num_epochs=2, checkpoint=checkpoint, resume=True)
+    assert f"resume: with the checkpoint's seed {SEED}" in capsys.readouterr().err
+    _assert_weights(resumed.state_dict(), straight.state_dict(), rtol=1e-7)
+
+
+def test_train_puts_each_rank_on_its_own_gpu(monkeypatch):
+    """`train(device="cuda")` from Python: rank 1 takes cuda:1 before the process group starts (no GPU needed)."""
+    for name, value in dict(RANK="1", LOCAL_RANK="1", WORLD_SIZE="2").items():
+        monkeypatch.setenv(name, value)
+    chosen = []
+    monkeypatch.setattr(distributed, "get_device", torch.device)  # this machine may have no CUDA
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+
+    class Started(Exception):
+        pass
+
+    def init_process_group(backend):
+        raise Started(backend)
+
+    monkeypatch.setattr(distributed.dist, "init_process_group", init_process_group)
+    with pytest.raises(Started, match="nccl"):
+        distributed.train(_model(), _loader(), device="cuda")
+    assert chosen == [torch.device("cuda", 1)]
+    monkeypatch.delenv("LOCAL_RANK")
+    with pytest.raises(ValueError, match="LOCAL_RANK: not set"):
+        distributed.train(_model(), _loader(), device="cuda")
 
 
 # --- sharding, without processes -------------------------------------------------------------
@@ -155,22 +235,69 @@ def test_every_torchrun_command_on_the_page_parses():
         assert args.command == "train" and args.batch_size % int(launcher.nproc_per_node) == 0, command
 
 
-def _page_argv(root: Path, out: Path) -> list[str]:
-    argv = shlex.split(cpu_command())
-    return [{"ROOT": str(root), "OUT": str(out)}.get(word, word) for word in argv]
+# The lesson's imports and transform (docs/mnist.md), which the page's diff leaves as they are.
+LESSON = """\
+import torch
+import torch.nn as nn
+from torchvision import datasets, transforms
+from torch.utils.data import DataLoader
+from cnnlesson.models import MNISTNet
+transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+"""
+# What the page says changes on the CPU; each must be on the page exactly once.
+ON_CPU = {
+    "torch.cuda.set_device(local_rank)\n": "",
+    'torch.device("cuda", local_rank)': 'torch.device("cpu")',
+    'dist.init_process_group("nccl")': 'dist.init_process_group("gloo")',
+    ", device_ids=[local_rank]": "",
+}
 
 
+def _diff_loop(gpus: int) -> str:
+    """The new side of the page's diff after the lesson's imports; on the CPU (`gpus` 0) as the page says to change it."""
+    [diff] = page_fences("diff")
+    script = LESSON + "\n".join(line[1:] for line in diff if not line.startswith("-"))
+    for old, new in ({} if gpus else ON_CPU).items():
+        assert script.count(old) == 1, f"the page's diff should hold {old!r} once"
+        script = script.replace(old, new)
+    return script
+
+
+@gloo
+def test_the_pages_diff_trains_under_torchrun(tmp_path):
+    """The diff's loop, under torchrun: on this machine's GPUs (up to 2) when it has them, else 2 processes on the CPU."""
+    gpus = min(torch.cuda.device_count(), 2)
+    write_standin_mnist(tmp_path / "data", num_train=256, num_test=16)
+    (tmp_path / "loop.py").write_text(_diff_loop(gpus), encoding="utf-8")
+    job = _run(["torchrun", "--standalone", "--nproc-per-node", str(gpus or 2), "loop.py"], cwd=tmp_path)
+    _, stderr = job.communicate(timeout=300)
+    assert job.returncode == 0, stderr[-3000:]
+    MNISTNet().load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True))  # rank 0 saved the model
+
+
+def test_the_benchmark_changes_only_the_flags_it_names():
+    """benchmarks/distributed.py runs the page's command with fewer epochs and other process counts."""
+    page = shlex.split(cpu_command())
+    argv = page_argv(Path("r"), None, nproc_per_node=1, epochs=1)
+    assert [i for i, (a, b) in enumerate(zip(page, argv)) if a != b] == \
+        [page.index("--nproc-per-node") + 1, page.index("ROOT"), page.index("--epochs") + 1]
+    assert argv[page.index("ROOT")] == "r" and argv[-1] == "OUT"
+    with pytest.raises(ValueError, match="lr: the page's command has no --lr to replace"):
+        page_argv(lr=0.1)
+
+
+@gloo
 def test_page_command_survives_a_killed_rank_and_resumes(tmp_path):
     root, out = tmp_path / "data", tmp_path / "out"
     write_standin_mnist(root, num_train=768, num_test=64)
-    job = _run(_page_argv(root, out))
+    job = _run(page_argv(root, out))
     checkpoint = out / "checkpoint.pt"
     while not checkpoint.exists() and job.poll() is None:
         time.sleep(0.02)
     assert job.poll() is None, job.communicate()
     time.sleep(0.2)  # into the next epoch's steps
     [rank1] = [p for p in psutil.Process(job.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
-    rank1.send_signal(signal.SIGKILL)
+    rank1.kill()  # SIGKILL: no chance to say goodbye
     _, stderr = job.communicate(timeout=300)
     assert job.returncode != 0
     # torchrun names the rank that failed and why; rank 0 says how to go on.
@@ -180,7 +307,7 @@ def test_page_command_survives_a_killed_rank_and_resumes(tmp_path):
     state = load_checkpoint(checkpoint, MNISTNet())
     assert 1 <= len(state["history"]) < 3
 
-    resumed = _run(_page_argv(root, out) + ["--resume"])
+    resumed = _run(page_argv(root, out) + ["--resume"])
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-3000:]
     history = json.loads((out / "history.json").read_text())
@@ -192,7 +319,7 @@ def test_page_command_survives_a_killed_rank_and_resumes(tmp_path):
 def test_without_torchrun_the_same_command_trains_in_one_process(tmp_path):
     root, out = tmp_path / "data", tmp_path / "out"
     write_standin_mnist(root, num_train=128, num_test=32)
-    argv = _page_argv(root, out)
+    argv = page_argv(root, out)
     argv = [sys.executable] + argv[argv.index("-m") :]
     job = _run(argv)
     stdout, stderr = job.communicate(timeout=300)
