@@ -123,6 +123,8 @@ def _costs(part: dict) -> list[dict]:
 def _machine_value(value) -> str:
     if value is None:
         return "none"
+    if isinstance(value, dict):  # the allocator's settings
+        return ", ".join(f"{key} {_machine_value(item)}" for key, item in value.items())
     if isinstance(value, list):  # thread pools as threadpoolctl read them
         return "; ".join(f"{p.get('internal_api')} ({p.get('prefix')}): {p.get('num_threads')} threads" for p in value)
     return str(value)
