@@ -57,6 +57,13 @@ def pytest_addoption(parser):
     )
 
 
+@pytest.fixture(autouse=True)
+def _no_mps_unless_asked(request, monkeypatch):
+    """On a Mac, "auto" would pick MPS; unit tests expect CUDA or the CPU unless `--torch-device mps` asks for it."""
+    if request.config.getoption("--torch-device") != "mps":
+        monkeypatch.setattr("cnnlesson.device._mps_available", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory):
     """A data root holding stand-in MNIST under MNIST/raw (IDX files)."""
@@ -65,6 +72,15 @@ def mnist_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("mnist-data")
     write_standin_mnist(root, num_train=512, num_test=256, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def digit_roots(mnist_root, tmp_path_factory):
+    """Stand-in MNIST, plus MNIST's real test digits where ../shared has them (a fresh clone has not)."""
+    from benchmarks.realdata import real_mnist_root
+
+    real = real_mnist_root(tmp_path_factory.mktemp("real-mnist"))
+    return [mnist_root] + ([real] if real is not None else [])
 
 
 @pytest.fixture(scope="session")

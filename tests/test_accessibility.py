@@ -132,7 +132,7 @@ def _smallest_text_px(fig, dpi: float) -> tuple[float, int]:
 
 
 def _figures(docs_hook, tmp_path, monkeypatch):
-    """Every figure the site shows, drawn as the build hook and benchmarks/figures.py draw them: (name, Figure, dpi)."""
+    """Every figure the site shows, drawn as the build hook and the benchmarks draw them: (name, Figure, dpi)."""
     saved = []
     figures = docs_hook("figures")
     monkeypatch.setattr(figures, "save_figure", lambda fig, path, dpi=100: saved.append((Path(path).name, fig, dpi)))
@@ -151,6 +151,18 @@ def _figures(docs_hook, tmp_path, monkeypatch):
         ("sobel.png", viz.plot_images({"digit": np.eye(28), "Sobel x (vertical edges)": np.eye(28)}), 100),
         ("im2col.png", viz.plot_im2col(figures.LESSON_IMAGE, figures.LESSON_KERNEL, position=(1, 2)), 100),
     ]
+    # The results page's two plots, drawn by the benchmarks from numbers shaped like theirs.
+    from benchmarks import accuracy, conv
+
+    capture = lambda fig, path, dpi=100: saved.append((Path(path).name, fig, dpi))  # noqa: E731
+    monkeypatch.setattr(conv, "save_figure", capture)
+    monkeypatch.setattr(viz, "save_figure", capture)  # benchmarks.accuracy imports it when it draws
+    sweep = lambda index, sides: [{"shape": [16, 3, s, s][:index] + [s] + [16, 3, s, s][index + 1:],  # noqa: E731
+                                   "numpy_ms": s / 8, "torch_ms": s / 10} for s in sides]
+    conv._plot(sweep(0, [1, 8, 32, 64, 128]), sweep(2, [16, 32, 64, 128]), 2, tmp_path / "conv_scaling.png")
+    models = {name: {"test_accuracy": [0.95, 0.97, 0.98], "test_accuracy_std": [0.004, 0.003, 0.002],
+                     "final_test_accuracy_by_seed": [0.98, 0.981, 0.979]} for name in ("mnistnet", "cnnwithbn", "lenet5")}
+    accuracy._plot(models, tmp_path / "accuracy_curves.png", (8000, 2000))
     return saved
 
 

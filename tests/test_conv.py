@@ -346,8 +346,9 @@ def test_page_first_example_is_the_lessons_3x4_input():
     assert rows == LESSON_INPUT
 
 
-def test_page_conv2d_numpy_behaves_like_the_package(mnist_root):
-    """The lesson's loop as the page prints it, against cnnlesson.conv on digits and random images."""
+def test_page_conv2d_numpy_behaves_like_the_package(digit_roots):
+    """The lesson's loop as the page prints it, against cnnlesson.conv on digits (real ones too, where
+    ../shared has them) and random images."""
     from torchvision import datasets
 
     page_conv = page_definition("convolution.md", "conv2d_numpy")
@@ -355,10 +356,11 @@ def test_page_conv2d_numpy_behaves_like_the_package(mnist_root):
     rng = np.random.default_rng(11)
     sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
     cases = [(np.array(LESSON_INPUT), np.array(LESSON_FILTER)), (np.array(LESSON_INPUT), sobel_x[:2])]
-    digits = datasets.MNIST(mnist_root, train=True)  # digits in MNIST's own file format, read by torchvision
-    for k in range(3):
-        digit = np.asarray(digits[k][0], dtype=np.float64)
-        cases += [(digit, sobel_x), (digit, sobel_x.T), (digit, rng.standard_normal((5, 5)))]
+    for root in digit_roots:
+        digits = datasets.MNIST(root, train=True)  # digits in MNIST's own file format, read by torchvision
+        for k in range(3):
+            digit = np.asarray(digits[k][0], dtype=np.float64)
+            cases += [(digit, sobel_x), (digit, sobel_x.T), (digit, rng.standard_normal((5, 5)))]
     cases += [(rng.standard_normal((h, w)), rng.standard_normal((kh, kw)))
               for h, w, kh, kw in [(28, 28, 3, 3), (7, 11, 2, 5), (5, 5, 5, 5), (9, 4, 1, 1)]]
     for image, kernel in cases:

@@ -156,7 +156,7 @@ def _pixels(fig: Figure) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba()).copy()
 
 
-def test_page_visualize_feature_maps_draws_what_the_package_draws(mnist_root, tmp_path, monkeypatch):
+def test_page_visualize_feature_maps_draws_what_the_package_draws(digit_roots, tmp_path, monkeypatch):
     from lesson_code import page_definition
 
     from cnnlesson.data import load_mnist
@@ -166,9 +166,9 @@ def test_page_visualize_feature_maps_draws_what_the_package_draws(mnist_root, tm
     monkeypatch.chdir(tmp_path)  # the lesson's function saves feature_maps.png in the working directory
     torch.manual_seed(0)
     model = MNISTNet()
-    digits = load_mnist(mnist_root, train=False)  # digits from disk through the lesson's transform
-    for k in range(3):
-        image = digits[k][0][None]  # a batch of one, as the page passes it
+    # Digits from disk through the lesson's transform: stand-ins, and real ones where ../shared has them.
+    images = [load_mnist(root, train=False)[k][0][None] for root in digit_roots for k in range(3)]
+    for image in images:  # each a batch of one, as the page passes it
         plt.close("all")
         page_function(model, image)
         page_fig = plt.gcf()
