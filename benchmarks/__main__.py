@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
                 # this run's numbers, not the previous file's.
                 previous = args.out / "results.json"
                 interim = {**(json.loads(previous.read_text()) if previous.exists() else {}), **results,
-                           "costs": {"skipped": "still being measured by this run"}}
+                           "costs": {"skipped": "still being measured by this run"},
+                           "wall_seconds": round(time.perf_counter() - start)}  # so far
                 write_text_atomic(args.out / "results.json", json.dumps(interim, indent=2) + "\n")
             results[part] = runs[part]()
             tqdm.write(f"{part}: {json.dumps(results[part])[:300]}")
