@@ -111,12 +111,12 @@ def conv2d(x: NDArray, weight: NDArray, bias: NDArray | None = None, stride: Int
     geo = _conv_geometry(x.shape, weight.shape, stride, padding, dilation)
     n, out_channels, kshape = x.shape[0], weight.shape[0], weight.shape[2:]
     filters = _grouped_weight(weight, groups)  # (G, O/G, K)
-    if filters.shape[2] < _THIN:
-        # Few multiply-adds per output value (a 1x1 kernel, one or three input channels): then
-        # the batch-wide product below is cheap and its transposed copy into NCHW is not, so
-        # multiply image by image instead. NumPy's batched matmul writes (N, O, OH*OW), which
-        # already is NCHW. A 1x1 kernel with stride 1 and no padding needs no im2col at all:
-        # each image already is its matrix.
+    if filters[0].size * geo.out[0] * geo.out[1] < _SMALL_PRODUCT:
+        # A small product per image (a 1x1 kernel, a single input channel): multiply image by
+        # image. NumPy's batched matmul writes (N, O, OH*OW), already NCHW, and BLAS runs each
+        # product on one thread; the batch-wide product below would need a transposed copy of
+        # the output, which costs more than such a thin product itself. A 1x1 kernel with
+        # stride 1 and no padding needs no im2col at all: each image already is its matrix.
         plain = kshape == (1, 1) and geo.stride == (1, 1) and geo.pads == ((0, 0), (0, 0))
         cols = x if plain else _im2col(x, kshape, geo, fill=0.0, batch_first=True)
         product = np.matmul(filters, cols.reshape(n, groups, filters.shape[2], geo.out[0] * geo.out[1]))
@@ -323,10 +323,9 @@ def _pool_setup(x: object, kernel_size: object, stride: object,
     return x.astype(_result_dtype(x), copy=False), kshape, geo
 
 
-# Multiply-adds per output value (C/G*kh*kw) below which conv2d multiplies image by image.
-# Timed on a 2-core AVX-512 machine: at 27 (3 channels, 3x3) and 72 the per-image products
-# were faster than the batch-wide product plus its copy; from 144 on, the batch-wide one was.
-_THIN = 100
+# Below this many multiply-adds per image, BLAS computes a product on one thread (OpenBLAS's
+# threshold is 65536 * 4), so conv2d's image-by-image products meet no thread hand-off.
+_SMALL_PRODUCT = 2**18
 
 
 def _grouped_weight(weight: NDArray, groups: int) -> NDArray:
