@@ -167,7 +167,7 @@ def test_results_tables_report_what_does_not_fit(docs_hook):
     hook = docs_hook("results")
     row = {"layer": "l", "shape": [1, 1, 4, 4], "filters": 1, "kernel": 3, "stride": 1, "padding": 0,
            "numpy_ms": 2.0, "torch_ms": 1.0, "ratio": 2.0, "product_ratio": 0.5}
-    assert "| l | 1×1×4×4 | 1 of 3×3 | 2.0 | 1.0 | 2.00× | 0.50× |" in hook.table({"conv": {"grid": [row]}}, "conv-grid")
+    assert "| l | 1×1×4×4 | 1 of 3×3 | 2 | 1 | 2.00× | 0.50× |" in hook.table({"conv": {"grid": [row]}}, "conv-grid")
     broken = {key: value for key, value in row.items() if key != "torch_ms"}
     with pytest.raises(Exception, match=r"conv-grid: row 0 of conv.grid .*KeyError: 'torch_ms'"):
         hook.table({"conv": {"grid": [row, broken][1:]}}, "conv-grid")

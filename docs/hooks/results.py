@@ -64,9 +64,13 @@ def lookup(results: dict, dotted: str):
     return value
 
 
+def _digits(value: float) -> str:
+    """Three significant digits, whole numbers from 100 up: 0.0312, 4.82, 1,234."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _ms(value: float) -> str:
-    """Milliseconds with three significant digits, whole ones from 100 up: 0.0312 ms, 4.82 ms, 1,234 ms."""
-    return f"{value:,.0f} ms" if value >= 100 else f"{value:.3g} ms"
+    return _digits(value) + " ms"
 
 
 FORMATS = {
@@ -157,7 +161,8 @@ class Table(NamedTuple):
     absent: str = "not measured"
 
 
-RATIO = [("NumPy conv2d (ms)", "{numpy_ms:.1f}"), ("torch (ms)", "{torch_ms:.1f}"), ("NumPy ÷ torch", "{ratio:.2f}×")]
+RATIO = [("NumPy conv2d (ms)", lambda row: _digits(row["numpy_ms"])), ("torch (ms)", lambda row: _digits(row["torch_ms"])),
+         ("NumPy ÷ torch", "{ratio:.2f}×")]
 
 TABLES: dict[str, Table] = {
     "machine": Table("machine", [("what", "{name}"), ("value", lambda row: _machine_value(row["value"]))],
@@ -168,23 +173,24 @@ TABLES: dict[str, Table] = {
     "conv-loop": Table("conv.loop", [
         ("image", lambda row: "×".join(map(str, row["image"]))),
         ("kernel", lambda row: "×".join(map(str, row["kernel"]))),
-        ("lesson's loop conv2d_numpy (ms)", "{loop_ms:.2f}"),
-        ("conv2d (ms)", "{conv2d_ms:.3f}"),
-        ("torch (ms)", "{torch_ms:.3f}"),
+        ("lesson's loop conv2d_numpy (ms)", lambda row: _digits(row["loop_ms"])),
+        ("conv2d (ms)", lambda row: _digits(row["conv2d_ms"])),
+        ("torch (ms)", lambda row: _digits(row["torch_ms"])),
         ("loop ÷ conv2d", "{loop_over_conv2d:,.0f}×"),
         ("loop ÷ torch", "{loop_over_torch:,.0f}×"),
     ]),
     "conv-backward": Table("conv", [
         ("input (N×C×H×W)", lambda part: _shape(part["backward"])),
         ("filters", lambda part: _filters(part["backward"])),
-        ("conv2d_backward (ms)", lambda part: f"{part['backward']['numpy_ms']:.1f}"),
-        ("torch autograd (ms)", lambda part: f"{part['backward']['torch_ms']:.1f}"),
+        ("conv2d_backward (ms)", lambda part: _digits(part["backward"]["numpy_ms"])),
+        ("torch autograd (ms)", lambda part: _digits(part["backward"]["torch_ms"])),
         ("NumPy ÷ torch", lambda part: f"{part['backward']['ratio']:.2f}× (target ≤ {part['targets']['backward']:g}×)"),
     ], rows=lambda part: [part]),
     "conv-pooling": Table("conv.pooling", [
         ("pooling", "{pool}_pool2d"), ("layer", "{layer}"), ("input (N×C×H×W)", _shape),
         ("window", "{kernel}×{kernel}"),
-        ("NumPy (ms)", "{numpy_ms:.2f}"), ("torch (ms)", "{torch_ms:.2f}"), ("NumPy ÷ torch", "{ratio:.2f}×"),
+        ("NumPy (ms)", lambda row: _digits(row["numpy_ms"])), ("torch (ms)", lambda row: _digits(row["torch_ms"])),
+        ("NumPy ÷ torch", "{ratio:.2f}×"),
     ]),
     "conv-sweeps": Table("conv", [("input (N×C×H×W), 64 3×3 filters", _shape), *RATIO], rows=_sweeps),
     "trainer": Table("trainer", [
