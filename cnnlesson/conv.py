@@ -464,8 +464,8 @@ def _output_view(product: NDArray, xshape: tuple[int, ...], geo: _Geometry) -> N
     width = _phase_width(xshape, geo)
     length, item = _run_length(geo, width), product.itemsize
     groups, per_group, columns = product.shape
-    return np.lib.stride_tricks.as_strided(
-        product, shape=(xshape[0], groups * per_group, *geo.out), strides=(length * item, columns * item, width * item, item))
+    return np.ndarray((xshape[0], groups * per_group, *geo.out), product.dtype, buffer=product,
+                      strides=(length * item, columns * item, width * item, item))
 
 
 def _grouped_weight(weight: NDArray, groups: int) -> NDArray:
