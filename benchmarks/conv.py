@@ -35,7 +35,8 @@ import os
 import pathlib
 import subprocess
 import sys
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,8 +53,14 @@ TARGET_RATIO = 2.0
 # Each a ratio of times, at most: conv2d against torch (headline, geometric mean over the grid),
 # conv2d against its own matrix product (every grid shape, and their geometric mean), each
 # pooling against torch's, and conv2d_backward against torch autograd at the headline.
-TARGETS = {"headline": TARGET_RATIO, "grid_geometric_mean": 2.0, "over_product_slowest": 2.0,
-           "over_product_geometric_mean": 1.5, "pooling_slowest": 2.0, "backward": 2.0}
+TARGETS = {
+    "headline": TARGET_RATIO,
+    "grid_geometric_mean": 2.0,
+    "over_product_slowest": 2.0,
+    "over_product_geometric_mean": 1.5,
+    "pooling_slowest": 2.0,
+    "backward": 2.0,
+}
 
 
 class Layer(NamedTuple):
@@ -103,8 +110,12 @@ class _Timer:
     def ms(self, fn: Callable[[], object]) -> dict[str, float]:
         return time_alone(fn, **self.settings)
 
-    def pair(self, numpy_fn: Callable[[], object], torch_fn: Callable[[], object],
-             product_fn: Callable[[], object] | None = None) -> dict:
+    def pair(
+        self,
+        numpy_fn: Callable[[], object],
+        torch_fn: Callable[[], object],
+        product_fn: Callable[[], object] | None = None,
+    ) -> dict:
         """Median ms of each (torch first, then NumPy, each in its own block) and their ratio.
 
         With `product_fn`, NumPy's block times it and `numpy_fn` in the same rounds: also its
@@ -114,16 +125,22 @@ class _Timer:
             t = self.ms(torch_fn)
         times = time_rounds({"numpy": numpy_fn, **({"product": product_fn} if product_fn else {})}, **self.settings)
         n = summary(times["numpy"])
-        row = {"numpy_ms": _ms(n["median_ms"]), "torch_ms": _ms(t["median_ms"]),
-               "ratio": round(n["median_ms"] / t["median_ms"], 3),
-               "numpy_range_ms": [_ms(n["min_ms"]), _ms(n["max_ms"])],
-               "torch_range_ms": [_ms(t["min_ms"]), _ms(t["max_ms"])]}
+        row = {
+            "numpy_ms": _ms(n["median_ms"]),
+            "torch_ms": _ms(t["median_ms"]),
+            "ratio": round(n["median_ms"] / t["median_ms"], 3),
+            "numpy_range_ms": [_ms(n["min_ms"]), _ms(n["max_ms"])],
+            "torch_range_ms": [_ms(t["min_ms"]), _ms(t["max_ms"])],
+        }
         if product_fn is not None:
             p = summary(times["product"])
-            over = summary([whole / part for whole, part in zip(times["numpy"], times["product"])])
-            row |= {"product_ms": _ms(p["median_ms"]), "product_range_ms": [_ms(p["min_ms"]), _ms(p["max_ms"])],
-                    "over_product": round(over["median_ms"], 3),
-                    "over_product_range": [round(over["min_ms"], 3), round(over["max_ms"], 3)]}
+            over = summary([whole / part for whole, part in zip(times["numpy"], times["product"], strict=True)])
+            row |= {
+                "product_ms": _ms(p["median_ms"]),
+                "product_range_ms": [_ms(p["min_ms"]), _ms(p["max_ms"])],
+                "over_product": round(over["median_ms"], 3),
+                "over_product_range": [round(over["min_ms"], 3), round(over["max_ms"], 3)],
+            }
         return row
 
 
@@ -151,10 +168,18 @@ def _forward(layer: Layer, timer: _Timer, rng: np.random.Generator, product: boo
         geo = conv._conv_geometry(x.shape, w.shape, s, p, 1)
         filters, cols = conv._product_operands(x, w, b, geo, groups=1)
         matmul = lambda: np.matmul(filters, cols)  # noqa: E731
-    times = timer.pair(lambda: conv2d(x, w, b, stride=s, padding=p), lambda: F.conv2d(xt, wt, bt, stride=s, padding=p),
-                       matmul)
-    row = {"layer": layer.name, "shape": list(layer.shape), "filters": layer.filters, "kernel": layer.kernel,
-           "stride": s, "padding": p, **times}
+    times = timer.pair(
+        lambda: conv2d(x, w, b, stride=s, padding=p), lambda: F.conv2d(xt, wt, bt, stride=s, padding=p), matmul
+    )
+    row = {
+        "layer": layer.name,
+        "shape": list(layer.shape),
+        "filters": layer.filters,
+        "kernel": layer.kernel,
+        "stride": s,
+        "padding": p,
+        **times,
+    }
     if product:
         row["product_ratio"] = round(row["product_ms"] / row["torch_ms"], 3)
         # im2col's runs hold a few columns no output needs (see cnnlesson.conv); the product computes them.
@@ -171,10 +196,14 @@ def headline_alone(threads: int, rounds: int, warmup: int, warmup_seconds: float
 
 def _unpinned_headline(threads: int, settings: dict, quick: bool) -> dict:
     """`headline_alone` in a fresh Python process, whose allocator nobody pinned."""
-    code = ("import json, sys; from benchmarks import conv; "
-            "print(json.dumps(conv.headline_alone(**json.loads(sys.argv[1]))))")
+    code = (
+        "import json, sys; from benchmarks import conv; "
+        "print(json.dumps(conv.headline_alone(**json.loads(sys.argv[1]))))"
+    )
     arguments = json.dumps({"threads": threads, "quick": quick, **settings})
-    done = subprocess.run([sys.executable, "-c", code, arguments], cwd=REPO, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code, arguments], cwd=REPO, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError("the headline in a fresh process failed:\n" + done.stderr.strip()[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -190,14 +219,22 @@ def _backward(layer: Layer, timer: _Timer, rng: np.random.Generator) -> dict:
     gt = torch.from_numpy(grad)
     ours = conv2d_backward(grad, x, w, stride=s, padding=p)
     theirs = torch.autograd.grad(out, (xt, wt, bt), gt, retain_graph=True)
-    for mine, other in zip(ours, theirs):
+    for mine, other in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(mine, other.numpy(), rtol=1e-3, atol=1e-2)
     # pair() turns gradients off for torch's forward-only work; the backward needs them.
     t = timer.ms(lambda: torch.autograd.grad(out, (xt, wt, bt), gt, retain_graph=True))
     n = timer.ms(lambda: conv2d_backward(grad, x, w, stride=s, padding=p))
-    return {"layer": layer.name, "shape": list(layer.shape), "filters": layer.filters, "kernel": layer.kernel,
-            "stride": s, "padding": p, "numpy_ms": _ms(n["median_ms"]), "torch_ms": _ms(t["median_ms"]),
-            "ratio": round(n["median_ms"] / t["median_ms"], 3)}
+    return {
+        "layer": layer.name,
+        "shape": list(layer.shape),
+        "filters": layer.filters,
+        "kernel": layer.kernel,
+        "stride": s,
+        "padding": p,
+        "numpy_ms": _ms(n["median_ms"]),
+        "torch_ms": _ms(t["median_ms"]),
+        "ratio": round(n["median_ms"] / t["median_ms"], 3),
+    }
 
 
 def _pooling(name: str, shape: tuple, kernel: int, timer: _Timer, rng: np.random.Generator) -> list[dict]:
@@ -206,7 +243,7 @@ def _pooling(name: str, shape: tuple, kernel: int, timer: _Timer, rng: np.random
     rows = []
     for kind, ours, theirs in (("max", max_pool2d, F.max_pool2d), ("avg", avg_pool2d, F.avg_pool2d)):
         np.testing.assert_allclose(ours(x, kernel), theirs(xt, kernel).numpy(), rtol=1e-5, atol=1e-6)
-        times = timer.pair(lambda: ours(x, kernel), lambda: theirs(xt, kernel))
+        times = timer.pair(lambda ours=ours: ours(x, kernel), lambda theirs=theirs: theirs(xt, kernel))
         rows.append({"pool": kind, "layer": name, "shape": list(shape), "kernel": kernel, **times})
     return rows
 
@@ -224,9 +261,15 @@ def _loop(side: int, kernel: int, timer: _Timer, rng: np.random.Generator) -> di
     vectorised = timer.ms(lambda: conv2d(x, w))["median_ms"]
     with torch.no_grad():
         torch_ms = timer.ms(lambda: F.conv2d(xt, wt))["median_ms"]
-    return {"image": [side, side], "kernel": [kernel, kernel], "loop_ms": _ms(loop),
-            "conv2d_ms": _ms(vectorised), "torch_ms": _ms(torch_ms),
-            "loop_over_conv2d": round(loop / vectorised, 1), "loop_over_torch": round(loop / torch_ms, 1)}
+    return {
+        "image": [side, side],
+        "kernel": [kernel, kernel],
+        "loop_ms": _ms(loop),
+        "conv2d_ms": _ms(vectorised),
+        "torch_ms": _ms(torch_ms),
+        "loop_over_conv2d": round(loop / vectorised, 1),
+        "loop_over_torch": round(loop / torch_ms, 1),
+    }
 
 
 def _plot(batch_sweep: list[dict], size_sweep: list[dict], threads: int, path: pathlib.Path) -> None:
@@ -234,11 +277,15 @@ def _plot(batch_sweep: list[dict], size_sweep: list[dict], threads: int, path: p
     from matplotlib import ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, sweep, index, xlabel in ((axes[0], batch_sweep, 0, "batch size (32x32 images)"),
-                                     (axes[1], size_sweep, 2, "image side, pixels (batch 16)")):
+    for ax, sweep, index, xlabel in (
+        (axes[0], batch_sweep, 0, "batch size (32x32 images)"),
+        (axes[1], size_sweep, 2, "image side, pixels (batch 16)"),
+    ):
         xs = [case["shape"][index] for case in sweep]
-        for key, label, marker in (("numpy_ms", "cnnlesson.conv.conv2d (NumPy)", "o"),
-                                   ("torch_ms", "torch.nn.functional.conv2d", "s")):
+        for key, label, marker in (
+            ("numpy_ms", "cnnlesson.conv.conv2d (NumPy)", "o"),
+            ("torch_ms", "torch.nn.functional.conv2d", "s"),
+        ):
             ax.plot(xs, [case[key] for case in sweep], marker=marker, label=label)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -299,9 +346,14 @@ def run(out_dir: pathlib.Path, quick: bool = False) -> dict:
 
     # Everything else on every core, the same number for both libraries.
     with same_threads(cores) as pools_read:
-        steps = ([("grid", layer) for layer in grid] + [("backward", grid[0])]
-                 + [("pooling", pool) for pool in pools] + [("loop", case) for case in loops]
-                 + [("batch", b) for b in batches] + [("size", s) for s in sizes])
+        steps = (
+            [("grid", layer) for layer in grid]
+            + [("backward", grid[0])]
+            + [("pooling", pool) for pool in pools]
+            + [("loop", case) for case in loops]
+            + [("batch", b) for b in batches]
+            + [("size", s) for s in sizes]
+        )
         found: dict[str, list] = {key: [] for key in ("grid", "backward", "pooling", "loop", "batch", "size")}
         for kind, what in tqdm(steps, desc="conv", unit="case"):
             if kind == "grid":
@@ -321,10 +373,14 @@ def run(out_dir: pathlib.Path, quick: bool = False) -> dict:
     ratios = [case["ratio"] for case in found["grid"]]
     products = [case["product_ratio"] for case in found["grid"]]
     over = [case["over_product"] for case in found["grid"]]
-    measured = {"headline": found["grid"][0]["ratio"], "grid_geometric_mean": _geometric_mean(ratios),
-                "over_product_slowest": max(over), "over_product_geometric_mean": _geometric_mean(over),
-                "pooling_slowest": max(case["ratio"] for case in found["pooling"]),
-                "backward": found["backward"][0]["ratio"]}
+    measured = {
+        "headline": found["grid"][0]["ratio"],
+        "grid_geometric_mean": _geometric_mean(ratios),
+        "over_product_slowest": max(over),
+        "over_product_geometric_mean": _geometric_mean(over),
+        "pooling_slowest": max(case["ratio"] for case in found["pooling"]),
+        "backward": found["backward"][0]["ratio"],
+    }
     return {
         "method": "each contestant timed alone: warm-up calls, then rounds; the median counts",
         **timer.settings,

@@ -22,14 +22,15 @@ import ctypes
 import ctypes.util
 import statistics
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 
-def time_alone(fn: Callable[[], object], rounds: int = 20, warmup: int = 3,
-               warmup_seconds: float = 0.2) -> dict[str, float]:
+def time_alone(
+    fn: Callable[[], object], rounds: int = 20, warmup: int = 3, warmup_seconds: float = 0.2
+) -> dict[str, float]:
     """Time a zero-argument callable in its own block.
 
     Args:
@@ -48,8 +49,9 @@ def time_alone(fn: Callable[[], object], rounds: int = 20, warmup: int = 3,
     return summary(time_rounds({"fn": fn}, rounds, warmup, warmup_seconds)["fn"])
 
 
-def time_rounds(fns: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3,
-                warmup_seconds: float = 0.2) -> dict[str, list[float]]:
+def time_rounds(
+    fns: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3, warmup_seconds: float = 0.2
+) -> dict[str, list[float]]:
     """Time callables of one library in the same rounds: each round calls each once, in turn.
 
     Work that is compared with itself (a convolution and the matrix product inside it)
@@ -61,8 +63,10 @@ def time_rounds(fns: dict[str, Callable[[], object]], rounds: int = 20, warmup: 
         Each name's times in ms, one per round. Raises as `time_alone` does.
     """
     if rounds < 1 or warmup < 0 or warmup_seconds < 0:
-        raise ValueError(f"need rounds >= 1, warmup >= 0 and warmup_seconds >= 0, "
-                         f"got rounds={rounds}, warmup={warmup}, warmup_seconds={warmup_seconds}")
+        raise ValueError(
+            f"need rounds >= 1, warmup >= 0 and warmup_seconds >= 0, "
+            f"got rounds={rounds}, warmup={warmup}, warmup_seconds={warmup_seconds}"
+        )
     start, calls = time.perf_counter(), 0
     while calls < warmup or time.perf_counter() - start < warmup_seconds:
         for fn in fns.values():
@@ -100,15 +104,20 @@ def pin_allocator() -> dict | None:
     except (OSError, AttributeError, TypeError):
         return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    if not (mallopt(_M_MMAP_THRESHOLD, PINNED["M_MMAP_THRESHOLD"]) and mallopt(_M_TRIM_THRESHOLD, PINNED["M_TRIM_THRESHOLD"])):
+    if not (
+        mallopt(_M_MMAP_THRESHOLD, PINNED["M_MMAP_THRESHOLD"])
+        and mallopt(_M_TRIM_THRESHOLD, PINNED["M_TRIM_THRESHOLD"])
+    ):
         return None
     return {"library": "glibc", "mallopt": PINNED}
 
 
 def thread_pools() -> list[dict]:
     """The native thread pools loaded in this process, as threadpoolctl reads them."""
-    return [{key: pool.get(key) for key in ("user_api", "internal_api", "prefix", "version", "num_threads")}
-            for pool in threadpool_info()]
+    return [
+        {key: pool.get(key) for key in ("user_api", "internal_api", "prefix", "version", "num_threads")}
+        for pool in threadpool_info()
+    ]
 
 
 @contextlib.contextmanager
@@ -121,8 +130,14 @@ def same_threads(threads: int) -> Iterator[list[dict]]:
     try:
         with threadpool_limits(limits=threads):
             # Read back, not assumed: a BLAS that ignores the limit shows here.
-            yield thread_pools() + [{"user_api": "torch", "internal_api": "torch.get_num_threads",
-                                     "prefix": "torch", "version": torch.__version__,
-                                     "num_threads": torch.get_num_threads()}]
+            yield thread_pools() + [
+                {
+                    "user_api": "torch",
+                    "internal_api": "torch.get_num_threads",
+                    "prefix": "torch",
+                    "version": torch.__version__,
+                    "num_threads": torch.get_num_threads(),
+                }
+            ]
     finally:
         torch.set_num_threads(previous)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numbers
 import os
 from pathlib import Path
+from typing import TypeGuard
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[numbers.Integral]:
     """Return True for a Python or NumPy integer; False for bool, an int subclass but never a count."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 

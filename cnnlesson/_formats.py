@@ -40,14 +40,21 @@ def check_regular_file(path: Path, what: str) -> bool:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         if os.path.islink(path):
-            raise DataCorruptError(f"{what} file {path} is a symbolic link to a missing file ({os.readlink(path)})") from None
+            raise DataCorruptError(
+                f"{what} file {path} is a symbolic link to a missing file ({os.readlink(path)})"
+            ) from None
         return False
     except OSError as err:  # a symlink loop (ELOOP), a path through a file (ENOTDIR), no permission, ...
         raise DataCorruptError(f"{what} file {path} cannot be read: {err.strerror}") from None
     if stat.S_ISREG(mode):
         return True
-    kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device",
-             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
     kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
     raise DataCorruptError(f"{what} file {path} is {kind}, not a regular file")
 
@@ -67,7 +74,9 @@ def check_idx(path: Path, kind: str) -> int:
         raise DataCorruptError(f"MNIST file {path} is corrupt: its header {header[:4].hex()} is not 00000{800 + ndim} "
                                f"(uint8 {kind}, {ndim}-D)")  # fmt: skip
     if len(header) < 4 + 4 * ndim:
-        raise DataCorruptError(f"MNIST file {path} is corrupt: {size} bytes, shorter than its {4 + 4 * ndim}-byte header")
+        raise DataCorruptError(
+            f"MNIST file {path} is corrupt: {size} bytes, shorter than its {4 + 4 * ndim}-byte header"
+        )
     dims = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     if kind == "images" and dims[1:] != [28, 28]:
         raise DataCorruptError(f"MNIST file {path} is corrupt: images of {dims[1]}x{dims[2]} pixels, expected 28x28")
@@ -90,11 +99,15 @@ def check_mnist_files(raw: Path, files: tuple[str, ...], train: bool) -> None:
         return
     n_images, n_labels = check_idx(images, "images"), check_idx(labels, "labels")
     if n_images != n_labels:
-        raise DataCorruptError(f"MNIST files {images.name} and {labels.name} in {raw} are corrupt: {n_images} images but {n_labels} labels")
+        raise DataCorruptError(
+            f"MNIST files {images.name} and {labels.name} in {raw} are corrupt: {n_images} images but {n_labels} labels"
+        )
     values = np.frombuffer(labels.read_bytes(), dtype=np.uint8, offset=8)
     bad = np.flatnonzero(values >= NUM_CLASSES)
     if bad.size:
-        raise DataCorruptError(f"MNIST file {labels} is corrupt: label {values[bad[0]]} at index {bad[0]}, expected 0..{NUM_CLASSES - 1}")
+        raise DataCorruptError(
+            f"MNIST file {labels} is corrupt: label {values[bad[0]]} at index {bad[0]}, expected 0..{NUM_CLASSES - 1}"
+        )
 
 
 # --- CIFAR-10: pickles and md5 sums --------------------------------------------------------------
@@ -139,12 +152,16 @@ def check_cifar_batch(path: Path, entry: dict) -> tuple[np.ndarray, list[int]]:
     data, labels = entry.get("data"), entry.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise DataCorruptError(f"CIFAR-10 file {path} is corrupt: 'data' should be a uint8 array of shape (N, 3072), got {got}")
+        raise DataCorruptError(
+            f"CIFAR-10 file {path} is corrupt: 'data' should be a uint8 array of shape (N, 3072), got {got}"
+        )
     if not isinstance(labels, list) or len(labels) != len(data):
         raise DataCorruptError(f"CIFAR-10 file {path} is corrupt: 'labels' should be a list of {len(data)} ints")
     for k, label in enumerate(labels):
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < NUM_CLASSES:
-            raise DataCorruptError(f"CIFAR-10 file {path} is corrupt: label {label!r} at index {k}, expected 0..{NUM_CLASSES - 1}")
+            raise DataCorruptError(
+                f"CIFAR-10 file {path} is corrupt: label {label!r} at index {k}, expected 0..{NUM_CLASSES - 1}"
+            )
     return data, labels
 
 
@@ -162,5 +179,11 @@ def check_real_cifar10(folder: Path, entries: list[tuple[str, str]]) -> None:
         return  # missing: torchvision reports it, or downloads it
     for name, md5 in entries:
         if _md5(folder / name) != md5:
-            hint = " (stand-in data? read it with standin=True, cnnlesson: --standin)" if (folder / STAND_IN_MARKER).exists() else ""
-            raise DataCorruptError(f"CIFAR-10 file {folder / name} is corrupt: its md5 is not the real CIFAR-10's{hint}")
+            hint = (
+                " (stand-in data? read it with standin=True, cnnlesson: --standin)"
+                if (folder / STAND_IN_MARKER).exists()
+                else ""
+            )
+            raise DataCorruptError(
+                f"CIFAR-10 file {folder / name} is corrupt: its md5 is not the real CIFAR-10's{hint}"
+            )

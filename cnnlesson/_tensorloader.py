@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -17,7 +17,9 @@ class TensorLoader:
     gives the loader its own generator.
     """
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size: int = 64, shuffle: bool = False, seed: int | None = None):
+    def __init__(
+        self, X: torch.Tensor, y: torch.Tensor, batch_size: int = 64, shuffle: bool = False, seed: int | None = None
+    ):
         if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
             raise TypeError(f"X, y: expected torch.Tensors, got {type(X).__name__} and {type(y).__name__}")
         if len(X) != len(y):

@@ -19,15 +19,16 @@ refused (their mask would be ignored).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence, Union
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from cnnlesson._checks import check_int
 
-IntOrPair = Union[int, Sequence[int]]
-Padding = Union[int, Sequence[int], str]
+IntOrPair = int | Sequence[int]
+Padding = int | Sequence[int] | str
 
 
 def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
@@ -52,8 +53,15 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation
     """
     # Python ints: NumPy integers (np.int8(100)) would overflow silently in the formula.
     n, kernel, stride, padding, dilation = (
-        check_int(name, value, low) for name, value, low in (
-            ("n", n, 1), ("kernel", kernel, 1), ("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1)))
+        check_int(name, value, low)
+        for name, value, low in (
+            ("n", n, 1),
+            ("kernel", kernel, 1),
+            ("stride", stride, 1),
+            ("padding", padding, 0),
+            ("dilation", dilation, 1),
+        )
+    )
     return _output_len(n, kernel, stride, 2 * padding, dilation, "kernel")
 
 
@@ -86,14 +94,21 @@ def conv2d_numpy(image: NDArray, kernel: NDArray) -> NDArray[np.float64]:
     for i in range(oh):
         for j in range(ow):
             # Extract region
-            region = image[i:i+kh, j:j+kw]
+            region = image[i : i + kh, j : j + kw]
             # Element-wise multiplication and sum
             output[i, j] = np.sum(region * kernel)
     return output
 
 
-def conv2d(x: NDArray, weight: NDArray, bias: NDArray | None = None, stride: IntOrPair = 1,
-           padding: Padding = 0, dilation: IntOrPair = 1, groups: int = 1) -> NDArray[np.floating]:
+def conv2d(
+    x: NDArray,
+    weight: NDArray,
+    bias: NDArray | None = None,
+    stride: IntOrPair = 1,
+    padding: Padding = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+) -> NDArray[np.floating]:
     """Batched 2-D convolution (cross-correlation), like `torch.nn.functional.conv2d`.
 
     Args:
@@ -125,9 +140,15 @@ def conv2d(x: NDArray, weight: NDArray, bias: NDArray | None = None, stride: Int
     return _output_view(np.matmul(filters, cols), x.shape, geo)
 
 
-def conv2d_backward(grad_output: NDArray, x: NDArray, weight: NDArray, stride: IntOrPair = 1,
-                    padding: Padding = 0, dilation: IntOrPair = 1,
-                    groups: int = 1) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
+def conv2d_backward(
+    grad_output: NDArray,
+    x: NDArray,
+    weight: NDArray,
+    stride: IntOrPair = 1,
+    padding: Padding = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
     """Gradients of `conv2d` with respect to its input, weight and bias.
 
     Args:
@@ -160,7 +181,9 @@ def conv2d_backward(grad_output: NDArray, x: NDArray, weight: NDArray, stride: I
 
     # The forward pass's matrices: the gradient laid out like its product (zero in the columns
     # that only pad the rows), so each product below is again one matmul per group.
-    grad_matrix = np.zeros((groups, out_channels // groups, n * _run_length(geo, _phase_width(x.shape, geo))), dtype=dtype)
+    grad_matrix = np.zeros(
+        (groups, out_channels // groups, n * _run_length(geo, _phase_width(x.shape, geo))), dtype=dtype
+    )
     _output_view(grad_matrix, x.shape, geo)[...] = grad_output
     cols = _im2col(x, kshape, geo, groups, ones_row=False)
     # dL/dW = sum over batch and positions of grad * receptive field.
@@ -171,8 +194,7 @@ def conv2d_backward(grad_output: NDArray, x: NDArray, weight: NDArray, stride: I
     return grad_input, grad_weight, grad_output.sum(axis=(0, 2, 3), dtype=dtype)
 
 
-def max_pool2d(x: NDArray, kernel_size: IntOrPair, stride: IntOrPair | None = None,
-               padding: IntOrPair = 0) -> NDArray:
+def max_pool2d(x: NDArray, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0) -> NDArray:
     """Max pooling, like `torch.nn.functional.max_pool2d` (padding never wins, as -inf).
 
     Args:
@@ -194,8 +216,9 @@ def max_pool2d(x: NDArray, kernel_size: IntOrPair, stride: IntOrPair | None = No
     return _pool(x, kshape, geo, lowest, np.maximum)
 
 
-def avg_pool2d(x: NDArray, kernel_size: IntOrPair, stride: IntOrPair | None = None,
-               padding: IntOrPair = 0) -> NDArray[np.floating]:
+def avg_pool2d(
+    x: NDArray, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0
+) -> NDArray[np.floating]:
     """Average pooling, like `torch.nn.functional.avg_pool2d` (padded zeros are counted).
 
     The arguments, the result's shape and the errors are those of `max_pool2d`;
@@ -232,20 +255,26 @@ def _pair(name: str, value: object, low: int) -> tuple[int, int]:
 def _output_len(n: int, kernel: int, stride: int, pad_total: int, dilation: int, kernel_name: str) -> int:
     span = dilation * (kernel - 1) + 1  # inputs covered by one dilated kernel
     if span > n + pad_total:
-        raise ValueError(f"{kernel_name} spans {span} inputs (size {kernel}, dilation {dilation}) but the "
-                         f"padded input has only {n + pad_total} (size {n} + padding {pad_total}); "
-                         f"the output size would be < 1")
+        raise ValueError(
+            f"{kernel_name} spans {span} inputs (size {kernel}, dilation {dilation}) but the "
+            f"padded input has only {n + pad_total} (size {n} + padding {pad_total}); "
+            f"the output size would be < 1"
+        )
     return (n + pad_total - span) // stride + 1
 
 
 def _check_array(name: str, value: object, ndim: int, hint: str = "") -> NDArray:
     """Return `value` as a plain numpy.ndarray, or raise naming `name`."""
     if isinstance(value, np.ma.MaskedArray):
-        raise TypeError(f"{name} must be a plain numpy.ndarray, got a masked array (its mask would be ignored); "
-                        f"pass value.filled(...) instead")
+        raise TypeError(
+            f"{name} must be a plain numpy.ndarray, got a masked array (its mask would be ignored); "
+            f"pass value.filled(...) instead"
+        )
     if not isinstance(value, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__module__}."
-                        f"{type(value).__name__}; pass a numpy.ndarray (e.g. np.asarray(...) or tensor.numpy())")
+        raise TypeError(
+            f"{name} must be a numpy.ndarray, got {type(value).__module__}."
+            f"{type(value).__name__}; pass a numpy.ndarray (e.g. np.asarray(...) or tensor.numpy())"
+        )
     # A subclass may redefine * or @ (np.matrix multiplies matrices): compute on plain arrays.
     value = np.asarray(value)
     if value.dtype.kind not in "biuf":
@@ -269,12 +298,16 @@ def _conv_arrays(x: object, weight: object, bias: object, groups: object) -> tup
     if 0 in weight.shape[2:]:
         raise ValueError(f"weight's kernel must be at least 1x1, got weight of shape {weight.shape}")
     if out_channels == 0:  # torch refuses this too; an empty batch (N=0) is fine
-        raise ValueError(f"weight must hold at least one filter (out_channels >= 1), got weight of shape {weight.shape}")
+        raise ValueError(
+            f"weight must hold at least one filter (out_channels >= 1), got weight of shape {weight.shape}"
+        )
     if out_channels % groups:
         raise ValueError(f"groups={groups} must divide weight's out_channels, got weight of shape {weight.shape}")
     if x.shape[1] != per_group * groups:
-        raise ValueError(f"x has {x.shape[1]} channels but weight of shape {weight.shape} with groups={groups} "
-                         f"expects in_channels = {per_group} * {groups} = {per_group * groups}")
+        raise ValueError(
+            f"x has {x.shape[1]} channels but weight of shape {weight.shape} with groups={groups} "
+            f"expects in_channels = {per_group} * {groups} = {per_group * groups}"
+        )
     if bias is not None:
         bias = _check_array("bias", bias, 1)
         if bias.shape != (out_channels,):
@@ -283,8 +316,9 @@ def _conv_arrays(x: object, weight: object, bias: object, groups: object) -> tup
     return x.astype(dtype, copy=False), weight.astype(dtype, copy=False), bias if bias is None else bias.astype(dtype)
 
 
-def _conv_geometry(xshape: tuple[int, ...], wshape: tuple[int, ...], stride: object,
-                   padding: object, dilation: object) -> _Geometry:
+def _conv_geometry(
+    xshape: tuple[int, ...], wshape: tuple[int, ...], stride: object, padding: object, dilation: object
+) -> _Geometry:
     stride, dilation = _pair("stride", stride, 1), _pair("dilation", dilation, 1)
     if isinstance(padding, str):
         if padding == "valid":
@@ -293,28 +327,35 @@ def _conv_geometry(xshape: tuple[int, ...], wshape: tuple[int, ...], stride: obj
             if stride != (1, 1):
                 raise ValueError(f"padding='same' requires stride=1, got stride={stride}")
             # Total padding d*(k-1) keeps the size; an odd total puts the extra zero after, like torch.
-            totals = [d * (k - 1) for d, k in zip(dilation, wshape[2:])]
-            pads = tuple((t // 2, t - t // 2) for t in totals)
+            th, tw = (d * (k - 1) for d, k in zip(dilation, wshape[2:], strict=True))
+            pads = ((th // 2, th - th // 2), (tw // 2, tw - tw // 2))
         else:
             raise ValueError(f"padding: expected an int, a pair of ints, 'same' or 'valid', got {padding!r}")
     else:
-        pads = tuple((p, p) for p in _pair("padding", padding, 0))
-    out = tuple(_output_len(n, k, s, sum(p), d, "weight")
-                for n, k, s, p, d in zip(xshape[2:], wshape[2:], stride, pads, dilation))
-    return _Geometry(stride, pads, dilation, out)
+        ph, pw = _pair("padding", padding, 0)
+        pads = ((ph, ph), (pw, pw))
+    oh, ow = (
+        _output_len(n, k, s, sum(p), d, "weight")
+        for n, k, s, p, d in zip(xshape[2:], wshape[2:], stride, pads, dilation, strict=True)
+    )
+    return _Geometry(stride, pads, dilation, (oh, ow))
 
 
-def _pool_setup(x: object, kernel_size: object, stride: object,
-                padding: object) -> tuple[NDArray, tuple[int, int], _Geometry]:
+def _pool_setup(
+    x: object, kernel_size: object, stride: object, padding: object
+) -> tuple[NDArray, tuple[int, int], _Geometry]:
     """Validate pooling arguments; return x as a plain array, the kernel shape and the geometry."""
     x = _check_array("x", x, 4, hint=" (N, C, H, W)")
     kshape = _pair("kernel_size", kernel_size, 1)
     stride = kshape if stride is None else _pair("stride", stride, 1)
     pad = _pair("padding", padding, 0)
-    if any(2 * p > k for p, k in zip(pad, kshape)):
+    if any(2 * p > k for p, k in zip(pad, kshape, strict=True)):
         raise ValueError(f"padding={pad} must be at most half of kernel_size={kshape} (as in torch)")
-    out = tuple(_output_len(n, k, s, 2 * p, 1, "kernel_size") for n, k, s, p in zip(x.shape[2:], kshape, stride, pad))
-    return x, kshape, _Geometry(stride, tuple((p, p) for p in pad), (1, 1), out)
+    oh, ow = (
+        _output_len(n, k, s, 2 * p, 1, "kernel_size")
+        for n, k, s, p in zip(x.shape[2:], kshape, stride, pad, strict=True)
+    )
+    return x, kshape, _Geometry(stride, ((pad[0], pad[0]), (pad[1], pad[1])), (1, 1), (oh, ow))
 
 
 def _tap_slices(i: int, j: int, geo: _Geometry) -> tuple[slice, slice]:
@@ -334,12 +375,12 @@ def _pool(x: NDArray, kshape: tuple[int, int], geo: _Geometry, fill: object, com
     result = np.empty((n, c, *geo.out), dtype=x.dtype)
     step = max(1, _CACHE_BYTES // max(1, c * h * w * x.itemsize))
     for start in range(0, n, step):
-        padded = part = x[start:start + step]
+        padded = part = x[start : start + step]
         if top or bottom or left or right:
             padded = np.full((len(part), c, h + top + bottom, w + left + right), fill, dtype=x.dtype)
-            padded[:, :, top:top + h, left:left + w] = part
-        out = result[start:start + step]
-        out[...] = padded[(..., *taps[0])]
+            padded[:, :, top : top + h, left : left + w] = part
+        out = result[start : start + step]
+        out[...] = padded[:, :, taps[0][0], taps[0][1]]
         for rows, columns in taps[1:]:
             combine(out, padded[:, :, rows, columns], out=out)
     return result
@@ -387,19 +428,24 @@ def _phases(x: NDArray, geo: _Geometry) -> NDArray:
 
 def _phase_slices(a: int, b: int, xshape: tuple[int, ...], geo: _Geometry) -> tuple[tuple[slice, slice], ...]:
     """(x's slice, the phase's slice) for rows, then for columns, of phase (a, b)."""
+
     def axis(offset: int, pad: int, step: int, size: int) -> tuple[slice, slice]:
         first = (offset - pad) % step  # x's first index whose padded index falls in this phase
         count = len(range(first, size, step))
         start = (first + pad) // step
         return slice(first, size, step), slice(start, start + count)
+
     return (axis(a, geo.pads[0][0], geo.stride[0], xshape[2]), axis(b, geo.pads[1][0], geo.stride[1], xshape[3]))
 
 
 def _tap_runs(kshape: tuple[int, ...], geo: _Geometry, width: int) -> list[tuple[int, int, int]]:
     """(phase row a, phase column b, start of the run in that phase) for each tap, in (i, j) order."""
     (sh, sw), (dh, dw) = geo.stride, geo.dilation
-    return [((i * dh) % sh, (j * dw) % sw, (i * dh) // sh * width + (j * dw) // sw)
-            for i in range(kshape[0]) for j in range(kshape[1])]
+    return [
+        ((i * dh) % sh, (j * dw) % sw, (i * dh) // sh * width + (j * dw) // sw)
+        for i in range(kshape[0])
+        for j in range(kshape[1])
+    ]
 
 
 def _im2col(x: NDArray, kshape: tuple[int, ...], geo: _Geometry, groups: int, ones_row: bool) -> NDArray:
@@ -420,7 +466,7 @@ def _im2col(x: NDArray, kshape: tuple[int, ...], geo: _Geometry, groups: int, on
     # (G, C/G, kh, kw, N, L): the runs land where the matrix wants them, in one copy per tap.
     taps = cols[:, :rows].reshape(groups, c // groups, kshape[0] * kshape[1], n, length)
     for t, (a, b, start) in enumerate(_tap_runs(kshape, geo, width)):
-        run = phases[a, b, :, :, start:start + length]  # (N, C, L)
+        run = phases[a, b, :, :, start : start + length]  # (N, C, L)
         taps[:, :, t] = run.reshape(n, groups, c // groups, length).transpose(1, 2, 0, 3)
     return cols
 
@@ -435,7 +481,7 @@ def _col2im(grad_cols: NDArray, xshape: tuple[int, ...], kshape: tuple[int, ...]
     phases = np.zeros((sh, sw, n, c, hq * width), dtype=grad_cols.dtype)
     taps = grad_cols.reshape(c, kshape[0] * kshape[1], n, length)
     for t, (a, b, start) in enumerate(_tap_runs(kshape, geo, width)):
-        phases[a, b, :, :, start:start + length] += taps[:, t].transpose(1, 0, 2)
+        phases[a, b, :, :, start : start + length] += taps[:, t].transpose(1, 0, 2)
     phases = phases.reshape(sh, sw, n, c, hq, width)
     grad_input = np.empty(xshape, dtype=grad_cols.dtype)
     for a in range(sh):
@@ -445,8 +491,9 @@ def _col2im(grad_cols: NDArray, xshape: tuple[int, ...], kshape: tuple[int, ...]
     return grad_input
 
 
-def _product_operands(x: NDArray, weight: NDArray, bias: NDArray | None, geo: _Geometry,
-                      groups: int) -> tuple[NDArray, NDArray]:
+def _product_operands(
+    x: NDArray, weight: NDArray, bias: NDArray | None, geo: _Geometry, groups: int
+) -> tuple[NDArray, NDArray]:
     """conv2d's two factors: filters (G, O/G, K) and im2col's columns (G, K, N*L).
 
     A bias rides in the product: one more column of the filters, times a row of ones
@@ -464,8 +511,12 @@ def _output_view(product: NDArray, xshape: tuple[int, ...], geo: _Geometry) -> N
     width = _phase_width(xshape, geo)
     length, item = _run_length(geo, width), product.itemsize
     groups, per_group, columns = product.shape
-    return np.ndarray((xshape[0], groups * per_group, *geo.out), product.dtype, buffer=product,
-                      strides=(length * item, columns * item, width * item, item))
+    return np.ndarray(
+        (xshape[0], groups * per_group, *geo.out),
+        product.dtype,
+        buffer=product,
+        strides=(length * item, columns * item, width * item, item),
+    )
 
 
 def _grouped_weight(weight: NDArray, groups: int) -> NDArray:

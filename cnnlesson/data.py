@@ -81,7 +81,9 @@ def load_mnist(root: str | os.PathLike, train: bool = True, download: bool = Fal
                  train=train, download=download, transform=mnist_transform(pad))  # fmt: skip
 
 
-def load_cifar10(root: str | os.PathLike, train: bool = True, download: bool = False, standin: bool = False) -> datasets.CIFAR10:
+def load_cifar10(
+    root: str | os.PathLike, train: bool = True, download: bool = False, standin: bool = False
+) -> datasets.CIFAR10:
     """CIFAR-10 from `root/cifar-10-batches-py` with per-channel normalisation.
 
     The real data set is md5-checked file by file. `standin=True` reads
@@ -107,8 +109,16 @@ def load_cifar10(root: str | os.PathLike, train: bool = True, download: bool = F
     return _open(cls, "CIFAR-10", folder, files, root, train=train, download=download, transform=cifar10_transform())
 
 
-def get_dataloaders(dataset: str, root: str | os.PathLike, batch_size: int = 64, download: bool = False, pad: int = 0,
-                    in_memory: bool = False, device: str | torch.device | None = None, standin: bool = False):
+def get_dataloaders(
+    dataset: str,
+    root: str | os.PathLike,
+    batch_size: int = 64,
+    download: bool = False,
+    pad: int = 0,
+    in_memory: bool = False,
+    device: str | torch.device | None = None,
+    standin: bool = False,
+):
     """Return `(train_loader, test_loader)` for "mnist" or "cifar10".
 
     With `in_memory=True` each split is decoded once into tensors on `device`
@@ -131,8 +141,10 @@ def get_dataloaders(dataset: str, root: str | os.PathLike, batch_size: int = 64,
         device = get_device(device)
         # MNIST's whole split is one uint8 tensor: transform it in one go, not image by image.
         decode = (lambda d: _mnist_tensors(d, pad, device)) if dataset == "mnist" else (lambda d: to_tensors(d, device))
-        return (TensorLoader(*decode(train_data), batch_size=batch_size, shuffle=True),
-                TensorLoader(*decode(test_data), batch_size=1000))
+        return (
+            TensorLoader(*decode(train_data), batch_size=batch_size, shuffle=True),
+            TensorLoader(*decode(test_data), batch_size=1000),
+        )
     return DataLoader(train_data, batch_size=batch_size, shuffle=True), DataLoader(test_data, batch_size=1000)
 
 
@@ -172,7 +184,9 @@ class StandInCIFAR10(datasets.CIFAR10):
         meta = _formats.read_cifar_pickle(folder / self.meta["filename"])
         classes = meta.get(self.meta["key"])
         if not isinstance(classes, list) or len(classes) != NUM_CLASSES or not all(isinstance(c, str) for c in classes):
-            raise DataCorruptError(f"CIFAR-10 file {folder / self.meta['filename']} is corrupt: expected {NUM_CLASSES} class names")
+            raise DataCorruptError(
+                f"CIFAR-10 file {folder / self.meta['filename']} is corrupt: expected {NUM_CLASSES} class names"
+            )
         self.classes = classes
         self.class_to_idx = {name: i for i, name in enumerate(classes)}
 
@@ -182,8 +196,11 @@ def _open(cls, name: str, where: Path, files: str, root: Path, **kwargs) -> Data
     try:
         return cls(root, **kwargs)
     except (RuntimeError, OSError) as err:  # torchvision's "Dataset not found", URLError, ...
-        how = (f"the download failed ({err}); copy {files} there by hand" if kwargs.get("download")
-               else f"pass download=True (cnnlesson: --download) to fetch it, or copy {files} there")
+        how = (
+            f"the download failed ({err}); copy {files} there by hand"
+            if kwargs.get("download")
+            else f"pass download=True (cnnlesson: --download) to fetch it, or copy {files} there"
+        )
         raise DataNotFoundError(f"{name} not found in {where}: {how}") from None
 
 

@@ -37,7 +37,10 @@ def write_standin_mnist(root: str | os.PathLike, num_train: int = 1000, num_test
         labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
         _write_idx(raw / f"{split}-images-idx3-ubyte", _render_digits(labels, rng))
         _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
-    write_text_atomic(raw.parent / STAND_IN_MARKER, f"Stand-in MNIST written by cnnlesson (seed {seed}): font digits, not real data.\n")
+    write_text_atomic(
+        raw.parent / STAND_IN_MARKER,
+        f"Stand-in MNIST written by cnnlesson (seed {seed}): font digits, not real data.\n",
+    )
     return raw
 
 
@@ -60,7 +63,9 @@ def write_standin_cifar10(root: str | os.PathLike, num_train: int = 500, num_tes
         data = _colour_images(labels, rng).reshape(len(labels), 3 * 32 * 32)
         _write_pickle(folder / name, {"data": data, "labels": labels.tolist(), "batch_label": name})
     _write_pickle(folder / "batches.meta", {"label_names": list(CIFAR10_CLASSES), "num_vis": 3072})
-    write_text_atomic(folder / STAND_IN_MARKER, f"Stand-in CIFAR-10 written by cnnlesson (seed {seed}): synthetic, not real data.\n")
+    write_text_atomic(
+        folder / STAND_IN_MARKER, f"Stand-in CIFAR-10 written by cnnlesson (seed {seed}): synthetic, not real data.\n"
+    )
     return folder
 
 
@@ -76,8 +81,8 @@ def _render_digits(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             (28 + dx, 28 + dy), str(label), fill=255, anchor="mm",
             font=fonts[int(rng.choice(list(fonts)))], stroke_width=int(rng.integers(0, 3)), stroke_fill=255,
         )  # fmt: skip
-        canvas = canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.BILINEAR)
-        images[k] = np.asarray(canvas.resize((28, 28), Image.BILINEAR))
+        canvas = canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
+        images[k] = np.asarray(canvas.resize((28, 28), Image.Resampling.BILINEAR))
     return images
 
 

@@ -29,6 +29,8 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
 pairs = st.tuples(small, small)
 
 
@@ -48,20 +50,33 @@ def conv_cases(draw):
     """A random, valid conv2d configuration, sized small enough to keep the file fast."""
     groups = draw(small)
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    padding = draw(st.one_of(st.integers(0, 3), st.tuples(st.integers(0, 3), st.integers(0, 3)),
-                             st.sampled_from(["same", "valid"])))
+    padding = draw(
+        st.one_of(
+            st.integers(0, 3), st.tuples(st.integers(0, 3), st.integers(0, 3)), st.sampled_from(["same", "valid"])
+        )
+    )
     stride = 1 if padding == "same" else draw(st.one_of(small, pairs))
     dilation = draw(st.one_of(small, pairs))
     dil = (dilation, dilation) if isinstance(dilation, int) else dilation
     if isinstance(padding, str):
-        pad_total = [d * (k - 1) for d, k in zip(dil, kernel)] if padding == "same" else [0, 0]
+        pad_total = [d * (k - 1) for d, k in zip(dil, kernel, strict=True)] if padding == "same" else [0, 0]
     else:
         pad_total = [2 * p for p in ((padding, padding) if isinstance(padding, int) else padding)]
-    hw = [min_input(k, d, p) + draw(st.integers(0, 6)) for k, d, p in zip(kernel, dil, pad_total)]
-    return dict(n=draw(small), cin=groups * draw(small), cout=groups * draw(small), hw=hw, kernel=kernel,
-                stride=stride, padding=padding, dilation=dilation, groups=groups,
-                bias=draw(st.booleans()), dtype=draw(st.sampled_from([np.float32, np.float64])),
-                seed=draw(st.integers(0, 2**32 - 1)))
+    hw = [min_input(k, d, p) + draw(st.integers(0, 6)) for k, d, p in zip(kernel, dil, pad_total, strict=True)]
+    return dict(
+        n=draw(small),
+        cin=groups * draw(small),
+        cout=groups * draw(small),
+        hw=hw,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=draw(st.booleans()),
+        dtype=draw(st.sampled_from([np.float32, np.float64])),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 def make_arrays(case):
@@ -90,14 +105,17 @@ def test_conv2d_matches_torch(case):
     assert_close(conv2d(x, w, b, **hyper(case)), expected, scale, case["dtype"])
 
 
-@pytest.mark.parametrize("shape, filters, kernel, stride, padding", [
-    ((64, 1, 28, 28), 32, 3, 1, 1),  # MNISTNet's first layer
-    ((16, 3, 32, 32), 64, 3, 1, 1),  # CIFAR10Net's first layer
-    ((256, 16, 8, 8), 32, 1, 1, 0),  # 1x1: the input is its own column matrix
-    ((8, 16, 8, 8), 8, 1, 2, 1),  # 1x1 with stride and padding
-    ((8, 32, 14, 14), 64, 3, 2, 1),  # stride 2: four stride phases
-    ((4, 6, 15, 17), 12, 3, 3, 2),  # stride 3 on sides no multiple of it
-])
+@pytest.mark.parametrize(
+    "shape, filters, kernel, stride, padding",
+    [
+        ((64, 1, 28, 28), 32, 3, 1, 1),  # MNISTNet's first layer
+        ((16, 3, 32, 32), 64, 3, 1, 1),  # CIFAR10Net's first layer
+        ((256, 16, 8, 8), 32, 1, 1, 0),  # 1x1: the input is its own column matrix
+        ((8, 16, 8, 8), 8, 1, 2, 1),  # 1x1 with stride and padding
+        ((8, 32, 14, 14), 64, 3, 2, 1),  # stride 2: four stride phases
+        ((4, 6, 15, 17), 12, 3, 3, 2),  # stride 3 on sides no multiple of it
+    ],
+)
 def test_conv2d_on_layer_sizes_matches_torch(shape, filters, kernel, stride, padding):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape, dtype=np.float32)
@@ -129,7 +147,7 @@ def test_conv2d_backward_matches_autograd(case):
 
     expected = autograd(x, w, grad_out)
     bounds = autograd(np.abs(x), np.abs(w), np.abs(grad_out))  # how large each gradient could get
-    for got, want, bound in zip(conv2d_backward(grad_out, x, w, **hyper(case)), expected, bounds):
+    for got, want, bound in zip(conv2d_backward(grad_out, x, w, **hyper(case)), expected, bounds, strict=True):
         assert_close(got, want, bound.max(), case["dtype"])
 
 
@@ -140,9 +158,15 @@ def pool_cases(draw):
     padding = draw(st.one_of(st.just(0), st.tuples(*[st.integers(0, k // 2) for k in kpair])))
     stride = draw(st.one_of(st.none(), small, pairs))
     ppair = (padding, padding) if isinstance(padding, int) else padding
-    hw = [min_input(k, 1, 2 * p) + draw(st.integers(0, 7)) for k, p in zip(kpair, ppair)]
-    return dict(shape=(draw(small), draw(small), *hw), kernel_size=kernel, stride=stride, padding=padding,
-                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**32 - 1)))
+    hw = [min_input(k, 1, 2 * p) + draw(st.integers(0, 7)) for k, p in zip(kpair, ppair, strict=True)]
+    return dict(
+        shape=(draw(small), draw(small), *hw),
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        dtype=draw(st.sampled_from([np.float32, np.float64])),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 @pytest.mark.parametrize("cache_bytes", [2**18, 1], ids=["whole batch", "image by image"])
@@ -157,8 +181,13 @@ def test_pooling_matches_torch(ours, theirs, cache_bytes, case):
 
 
 @settings(max_examples=200, deadline=None)
-@given(n=st.integers(1, 40), kernel=st.integers(1, 7), stride=st.integers(1, 4), padding=st.integers(0, 3),
-       dilation=st.integers(1, 3))
+@given(
+    n=st.integers(1, 40),
+    kernel=st.integers(1, 7),
+    stride=st.integers(1, 4),
+    padding=st.integers(0, 3),
+    dilation=st.integers(1, 3),
+)
 def test_output_size_matches_torch_shapes(n, kernel, stride, padding, dilation):
     x, w = torch.zeros(1, 1, n, 1), torch.zeros(1, 1, kernel, 1)
     if dilation * (kernel - 1) + 1 > n + 2 * padding:
@@ -262,8 +291,12 @@ def test_ndarray_subclasses_are_read_as_plain_arrays():
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(conv2d_numpy(image.view(Elementwise), kernel.view(Elementwise)), expected)
     x, w = image[None, None].view(Elementwise), kernel[None, None].view(Elementwise)
-    for result in (conv2d(x, w), *conv2d_backward(np.ones((1, 1, 2, 3)).view(Elementwise), x, w),
-                   max_pool2d(x, 2), avg_pool2d(x, 2)):
+    for result in (
+        conv2d(x, w),
+        *conv2d_backward(np.ones((1, 1, 2, 3)).view(Elementwise), x, w),
+        max_pool2d(x, 2),
+        avg_pool2d(x, 2),
+    ):
         assert type(result) is np.ndarray
     np.testing.assert_array_equal(conv2d(x, w)[0, 0], expected)
     np.testing.assert_array_equal(max_pool2d(x, 2)[0, 0], [[6, 8]])
@@ -336,8 +369,20 @@ BAD_INPUTS = [
     (conv2d_numpy, (np.zeros((1, 4, 4)), np.zeros((2, 2))), {}, ValueError, r"image must be 2-D, got a 3-D"),
     (conv2d_numpy, (np.zeros((4, 4)), [[1, 0], [0, 1]]), {}, TypeError, r"kernel must be a numpy.ndarray"),
     (conv2d_numpy, (np.zeros((4, 4)), np.zeros((5, 2))), {}, ValueError, r"kernel of shape \(5, 2\) is larger"),
-    (conv2d_numpy, (np.zeros((4, 4)), np.zeros((0, 0))), {}, ValueError, r"kernel must be at least 1x1, got shape \(0, 0\)"),
-    (conv2d, (X, np.zeros((4, 3, 0, 0))), {}, ValueError, r"weight's kernel must be at least 1x1, got weight of shape \(4, 3, 0, 0\)"),
+    (
+        conv2d_numpy,
+        (np.zeros((4, 4)), np.zeros((0, 0))),
+        {},
+        ValueError,
+        r"kernel must be at least 1x1, got shape \(0, 0\)",
+    ),
+    (
+        conv2d,
+        (X, np.zeros((4, 3, 0, 0))),
+        {},
+        ValueError,
+        r"weight's kernel must be at least 1x1, got weight of shape \(4, 3, 0, 0\)",
+    ),
     (conv2d, (X, np.zeros((0, 3, 3, 3))), {}, ValueError, r"weight must hold at least one filter"),
     (conv2d_backward, (G[:, :0], X, np.zeros((0, 3, 3, 3))), {}, ValueError, r"weight must hold at least one filter"),
 ]
@@ -353,8 +398,9 @@ for pool in (max_pool2d, avg_pool2d):
     ]
 
 
-@pytest.mark.parametrize("fn, args, kwargs, error, message", BAD_INPUTS,
-                         ids=[f"{case[0].__name__}-{i}" for i, case in enumerate(BAD_INPUTS)])
+@pytest.mark.parametrize(
+    "fn, args, kwargs, error, message", BAD_INPUTS, ids=[f"{case[0].__name__}-{i}" for i, case in enumerate(BAD_INPUTS)]
+)
 def test_bad_inputs_raise_clear_errors(fn, args, kwargs, error, message):
     with pytest.raises(error, match=message):
         fn(*args, **kwargs)
@@ -405,9 +451,12 @@ def test_page_conv2d_numpy_behaves_like_the_package(digit_roots):
         for k in range(3):
             digit = np.asarray(digits[k][0], dtype=np.float64)
             cases += [(digit, sobel_x), (digit, sobel_x.T), (digit, rng.standard_normal((5, 5)))]
-    cases += [(rng.standard_normal((h, w)), rng.standard_normal((kh, kw)))
-              for h, w, kh, kw in [(28, 28, 3, 3), (7, 11, 2, 5), (5, 5, 5, 5), (9, 4, 1, 1)]]
+    cases += [
+        (rng.standard_normal((h, w)), rng.standard_normal((kh, kw)))
+        for h, w, kh, kw in [(28, 28, 3, 3), (7, 11, 2, 5), (5, 5, 5, 5), (9, 4, 1, 1)]
+    ]
     for image, kernel in cases:
         np.testing.assert_array_equal(page_conv(image, kernel), conv2d_numpy(image, kernel))
-        np.testing.assert_allclose(page_conv(image, kernel), conv2d(image[None, None], kernel[None, None])[0, 0],
-                                   rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(
+            page_conv(image, kernel), conv2d(image[None, None], kernel[None, None])[0, 0], rtol=1e-12, atol=1e-9
+        )

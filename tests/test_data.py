@@ -83,7 +83,9 @@ def test_real_cifar10_class_still_checks_md5(cifar_root):
 
 def test_a_marker_file_does_not_switch_off_the_md5_check(cifar_root):
     assert (cifar_root / "cifar-10-batches-py" / "STAND_IN.txt").exists()
-    with pytest.raises(DataCorruptError, match=r"data_batch_1 is corrupt: its md5 is not the real CIFAR-10's \(stand-in"):
+    with pytest.raises(
+        DataCorruptError, match=r"data_batch_1 is corrupt: its md5 is not the real CIFAR-10's \(stand-in"
+    ):
         load_cifar10(cifar_root)
 
 
@@ -123,14 +125,31 @@ def _rewrite(path, edit):
 CORRUPT_STANDIN_CIFAR = [
     ("truncated", "data_batch_2", lambda b: b[: len(b) // 2], "not a CIFAR-10 pickle"),
     ("not-a-dict", "data_batch_3", lambda b: pickle.dumps([1, 2, 3]), "expected a dict, got list"),
-    ("no-labels", "data_batch_4", lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8)}), "'labels' should be a list of 2 ints"),
-    ("wrong-shape", "data_batch_5", lambda b: pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}), r"shape \(N, 3072\), got uint8 array of shape \(2, 100\)"),
-    ("label-10", "data_batch_1", lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}), "label 10 at index 1, expected 0..9"),
+    (
+        "no-labels",
+        "data_batch_4",
+        lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8)}),
+        "'labels' should be a list of 2 ints",
+    ),
+    (
+        "wrong-shape",
+        "data_batch_5",
+        lambda b: pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}),
+        r"shape \(N, 3072\), got uint8 array of shape \(2, 100\)",
+    ),
+    (
+        "label-10",
+        "data_batch_1",
+        lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}),
+        "label 10 at index 1, expected 0..9",
+    ),
     ("meta", "batches.meta", lambda b: pickle.dumps({"label_names": ["cat"]}), "expected 10 class names"),
 ]
 
 
-@pytest.mark.parametrize("name, edit, message", [c[1:] for c in CORRUPT_STANDIN_CIFAR], ids=[c[0] for c in CORRUPT_STANDIN_CIFAR])
+@pytest.mark.parametrize(
+    "name, edit, message", [c[1:] for c in CORRUPT_STANDIN_CIFAR], ids=[c[0] for c in CORRUPT_STANDIN_CIFAR]
+)
 def test_corrupt_standin_cifar_names_the_file(tmp_path, cifar_root, name, edit, message):
     shutil.copytree(cifar_root, tmp_path, dirs_exist_ok=True)
     _rewrite(tmp_path / "cifar-10-batches-py" / name, edit)
@@ -141,12 +160,37 @@ def test_corrupt_standin_cifar_names_the_file(tmp_path, cifar_root, name, edit, 
 
 CORRUPT_MNIST = [
     ("truncated", "train-images-idx3-ubyte", lambda b: b[:-100], "its header promises"),
-    ("dimension-byte-9", "train-images-idx3-ubyte", lambda b: b[:3] + bytes([9]) + b[4:], "header 00000809 is not 00000803"),
-    ("not-28x28", "train-images-idx3-ubyte", lambda b: b[:8] + (14).to_bytes(4, "big") + (56).to_bytes(4, "big") + b[16:], "images of 14x56 pixels"),
-    ("label-200", "train-labels-idx1-ubyte", lambda b: b[:8 + 7] + bytes([200]) + b[8 + 8:], "label 200 at index 7, expected 0..9"),
-    ("count-mismatch", "train-labels-idx1-ubyte", lambda b: b[:4] + (511).to_bytes(4, "big") + b[8:-1], "512 images but 511 labels"),
+    (
+        "dimension-byte-9",
+        "train-images-idx3-ubyte",
+        lambda b: b[:3] + bytes([9]) + b[4:],
+        "header 00000809 is not 00000803",
+    ),
+    (
+        "not-28x28",
+        "train-images-idx3-ubyte",
+        lambda b: b[:8] + (14).to_bytes(4, "big") + (56).to_bytes(4, "big") + b[16:],
+        "images of 14x56 pixels",
+    ),
+    (
+        "label-200",
+        "train-labels-idx1-ubyte",
+        lambda b: b[: 8 + 7] + bytes([200]) + b[8 + 8 :],
+        "label 200 at index 7, expected 0..9",
+    ),
+    (
+        "count-mismatch",
+        "train-labels-idx1-ubyte",
+        lambda b: b[:4] + (511).to_bytes(4, "big") + b[8:-1],
+        "512 images but 511 labels",
+    ),
     ("empty", "train-labels-idx1-ubyte", lambda b: b"", "header  is not 00000801"),
-    ("no-images", "train-images-idx3-ubyte", lambda b: b[:4] + bytes(4) + b[8:16], "is empty or corrupt: its header says it holds 0 images"),
+    (
+        "no-images",
+        "train-images-idx3-ubyte",
+        lambda b: b[:4] + bytes(4) + b[8:16],
+        "is empty or corrupt: its header says it holds 0 images",
+    ),
 ]
 
 
@@ -165,7 +209,9 @@ def test_an_idx_pair_with_no_images_is_empty_not_an_offset_error(tmp_path, mnist
     raw = tmp_path / "MNIST" / "raw"
     _rewrite(raw / "t10k-images-idx3-ubyte", lambda b: b[:4] + bytes(4) + b[8:16])
     _rewrite(raw / "t10k-labels-idx1-ubyte", lambda b: b[:4] + bytes(4))
-    with pytest.raises(DataCorruptError, match=r"t10k-images-idx3-ubyte is empty or corrupt: its header says it holds 0 images$"):
+    with pytest.raises(
+        DataCorruptError, match=r"t10k-images-idx3-ubyte is empty or corrupt: its header says it holds 0 images$"
+    ):
         load_mnist(tmp_path, train=False)
 
 
@@ -197,8 +243,10 @@ unix_only = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs, /dev/zero
 @pytest.fixture
 def no_blocking():
     """Fail instead of hanging if a test opens a FIFO or reads /dev/zero."""
+
     def stuck(*_):
         raise TimeoutError("blocked reading a data file")
+
     previous = signal.signal(signal.SIGALRM, stuck)
     signal.alarm(20)
     yield
@@ -210,7 +258,9 @@ def no_blocking():
 @pytest.mark.parametrize("download", [False, True])
 @pytest.mark.parametrize("name", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
 @pytest.mark.parametrize("kind, message", NOT_A_FILE, ids=[k for k, _ in NOT_A_FILE])
-def test_an_mnist_path_that_is_not_a_file_says_what_it_is(tmp_path, mnist_root, no_blocking, kind, message, name, download):
+def test_an_mnist_path_that_is_not_a_file_says_what_it_is(
+    tmp_path, mnist_root, no_blocking, kind, message, name, download
+):
     shutil.copytree(mnist_root, tmp_path, dirs_exist_ok=True)
     path = tmp_path / "MNIST" / "raw" / name
     _not_a_file(kind, path)
@@ -281,7 +331,9 @@ def test_bad_inputs():
         get_dataloaders("cifar10", "data", pad=2)
     with pytest.raises(ValueError, match=r"pad: expected an int >= 0 \(pixels added on each side\), got -2"):
         get_dataloaders("mnist", "data", pad=-2, in_memory=True)
-    with pytest.raises(DataNotFoundError, match="CIFAR-10 stand-in file .*data_batch_1 not found; write it with write_standin_cifar10"):
+    with pytest.raises(
+        DataNotFoundError, match="CIFAR-10 stand-in file .*data_batch_1 not found; write it with write_standin_cifar10"
+    ):
         load_cifar10(Path("nowhere"), standin=True, download=True)
     with pytest.raises(ValueError, match="X, y: expected the same length, got 3 and 2"):
         TensorLoader(torch.zeros(3), torch.zeros(2))
@@ -315,4 +367,6 @@ def test_lenet5_border_is_the_background(mnist_root, in_memory):
     border = images[:, 0][:, frame]
     torch.testing.assert_close(border, torch.full_like(border, MNIST_BACKGROUND), rtol=0, atol=1e-6)
     # The digit's own black corner is the same value: no frame shows.
-    torch.testing.assert_close(images[:, 0, 2, 2], torch.full_like(images[:, 0, 2, 2], MNIST_BACKGROUND), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        images[:, 0, 2, 2], torch.full_like(images[:, 0, 2, 2], MNIST_BACKGROUND), rtol=0, atol=1e-6
+    )
