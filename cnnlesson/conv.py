@@ -125,8 +125,9 @@ def conv2d(
     Returns:
         Array of shape ``(N, out_channels, OH, OW)``, see `output_size`. It is a view
         of the matrix product's result, whose memory runs channel by channel
-        (not C-contiguous): copying it into NCHW order would cost more than the
-        product on many shapes. `np.ascontiguousarray` makes the copy when needed.
+        (not C-contiguous): a copy into NCHW order would be one more pass over
+        the whole output, which the next layer does not need (it copies its
+        input into columns anyway). `np.ascontiguousarray` makes that copy when needed.
 
     Raises:
         TypeError: If an array argument is not a numpy.ndarray or has a non-real dtype,

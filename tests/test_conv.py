@@ -255,6 +255,44 @@ def test_dtype_promotion():
     assert all(g.dtype == np.float32 for g in conv2d_backward(np.ones((1, 3, 3, 3), np.float32), x32, w32))
 
 
+def _views(a):
+    """The same values as `a`, held in memory five ways (all but the read-only one not C-contiguous)."""
+    big = np.zeros((a.shape[0], a.shape[1], 2 * a.shape[2], a.shape[3] + 3), a.dtype)
+    big[:, :, ::2, 2:-1] = a
+    readonly = a.copy()
+    readonly.flags.writeable = False
+    return {
+        "strided": big[:, :, ::2, 2:-1],
+        "channels-last": np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2),
+        "negative": np.flip(np.flip(a, 3).copy(), 3),
+        "fortran": np.asfortranarray(a),
+        "read-only": readonly,
+    }
+
+
+@pytest.mark.parametrize("layout", ["strided", "channels-last", "negative", "fortran", "read-only"])
+def test_any_memory_layout_gives_torchs_answer(layout):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 9, 8))
+    w = rng.standard_normal((6, 2, 3, 2))
+    b = rng.standard_normal(6)
+    kw = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)
+    xv, wv = _views(x)[layout], _views(w)[layout]
+    assert not xv.flags.c_contiguous or layout == "read-only"
+    expected = torch_conv(x, w, b, **kw).numpy()
+    np.testing.assert_allclose(conv2d(xv, wv, b, **kw), expected, rtol=1e-10, atol=1e-10)
+    grad = rng.standard_normal(expected.shape)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    F.conv2d(xt, wt, **kw).backward(torch.from_numpy(grad))
+    got = conv2d_backward(_views(grad)[layout], xv, wv, **kw)
+    for mine, other in zip(got, (xt.grad.numpy(), wt.grad.numpy(), grad.sum(axis=(0, 2, 3))), strict=True):
+        np.testing.assert_allclose(mine, other, rtol=1e-10, atol=1e-10)
+    for pool, theirs in ((max_pool2d, F.max_pool2d), (avg_pool2d, F.avg_pool2d)):
+        np.testing.assert_allclose(
+            pool(xv, 3, stride=2, padding=1), theirs(torch.from_numpy(x), 3, 2, 1).numpy(), rtol=1e-12
+        )
+
+
 def test_max_pool2d_returns_one_of_its_inputs_even_above_2_to_the_53():
     # float64 has 53 bits of mantissa: 2**53 + 1 would come back as 2**53, a value not in x.
     big = np.array([2**53 + 1, 2**62 + 1, -(2**63), 2**63 - 1], dtype=np.int64).reshape(1, 1, 2, 2)
