@@ -152,8 +152,8 @@ class _QuietServer(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-# The build runs in a child process: the hooks import the package, train a
-# small net and set matplotlib's backend, none of which should leak into the
+# The build runs in a child process: the hooks import the package, draw
+# figures and set matplotlib's backend, none of which should leak into the
 # test process. load_config + build.build is what `mkdocs build` itself runs;
 # they are used instead of the command so that site_url can be set.
 _BUILD = """

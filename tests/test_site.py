@@ -102,7 +102,7 @@ def test_search_finds_stride(page, site_url):
     assert "stride" in page.locator(".md-search-result").inner_text().lower()
 
 
-# --- issue 11: no empty band between a page title and its first line --------------------------------
+# --- no empty band between a page title and its first line ----------------------------------------
 
 TITLE_GAP = """() => {
   const h1 = document.querySelector("article h1"), next = h1.nextElementSibling;
