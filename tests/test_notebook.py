@@ -73,8 +73,13 @@ def test_walk_sees_every_line_once(docs_hook):
     assert sorted(seen + sorted(markers)) == list(range(1, len(PAGE.splitlines()) + 1))
     assert seen == sorted(seen), "the walk goes through the page in order"
     assert [p for p in fences.walk(PAGE) if isinstance(p, fences.Fence)] == found
-    assert [(f.role, f.info) for f in found] == [("block", "python"), ("cont", "python"), ("output", "text"),
-                                                 ("block", "python"), ("block", "console")]
+    assert [(f.role, f.info) for f in found] == [
+        ("block", "python"),
+        ("cont", "python"),
+        ("output", "text"),
+        ("block", "python"),
+        ("block", "console"),
+    ]
     # The indented fence keeps its blank line, as written.
     assert found[3].lines == ["y = 2", "", "print(y)"] and found[3].indent == 4
 
@@ -122,5 +127,7 @@ def test_page_cells_from_the_walk(docs_hook):
 
 def test_first_page_keeps_its_headings_and_a_missing_figure_is_named(docs_hook):
     notebook = docs_hook("notebook")
-    (cell,) = notebook.page_cells("# Title\n\n![a lost figure](gone.png)\n", "p.md", lambda url: None, shift_headings=False)
+    (cell,) = notebook.page_cells(
+        "# Title\n\n![a lost figure](gone.png)\n", "p.md", lambda url: None, shift_headings=False
+    )
     assert cell.source == "# Title\n\n*[Figure: a lost figure]*"

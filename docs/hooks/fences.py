@@ -65,18 +65,20 @@ def page_fences(text: str) -> tuple[list[Fence], set[int]]:
         opening = lines[single.lineno - 1]
         indent = len(opening) - len(opening.lstrip())
         ticks = len(opening.lstrip()) - len(opening.lstrip().lstrip("`"))
-        end = next(k for k in range(single.lineno + 1, len(lines) + 1)
-                   if lines[k - 1].lstrip()[:ticks] == "`" * ticks)
-        body = [line[min(indent, len(line) - len(line.lstrip())):] for line in lines[single.lineno:end - 1]]
+        end = next(k for k in range(single.lineno + 1, len(lines) + 1) if lines[k - 1].lstrip()[:ticks] == "`" * ticks)
+        body = [line[min(indent, len(line) - len(line.lstrip())) :] for line in lines[single.lineno : end - 1]]
         if single.lineno in blocks:
             role, head = "block", blocks[single.lineno]
-        elif head is not None and head.expected_output == single.code and not any(
-                f.role == "output" and f.block == head.lineno for f in fences):
+        elif (
+            head is not None
+            and head.expected_output == single.code
+            and not any(f.role == "output" and f.block == head.lineno for f in fences)
+        ):
             role = "output"
         else:
             role = "cont"
-        fences.append(Fence(single.lineno, end, single.syntax or "", indent, ticks, body, role,
-                            head.lineno if head is not None else single.lineno))
+        block = head.lineno if head is not None else single.lineno
+        fences.append(Fence(single.lineno, end, single.syntax or "", indent, ticks, body, role, block))
     return fences, markers
 
 

@@ -144,17 +144,17 @@ def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None
             close_containers(_indent(line))
         header = CONTAINER.match(line) or TAB.match(line)
         if header:
-            if header.re is TAB:
-                title = header.group(2)
-            else:  # `!!! note` is titled "Note"; `!!! note "Pitfall"` is titled "Pitfall"
-                title = header.group(2).capitalize() if header.group(3) is None else header.group(3)
+            # A tab is titled by its label; `!!! note` is titled "Note", `!!! note "Pitfall"` "Pitfall".
+            title = header.group(2)
+            if header.re is CONTAINER:
+                title = title.capitalize() if header.group(3) is None else header.group(3)
             markdown.extend([f"**{title}**", ""] if title else [])
             containers.append(_indent(line) + 4)
             return
         if EXPLORER.match(line):
             markdown.append("*(The site shows an interactive explorer here.)*")
             return
-        body = line[min(containers[-1] if containers else 0, _indent(line)):]
+        body = line[min(containers[-1] if containers else 0, _indent(line)) :]
         if shift_headings and HEADING.match(body):
             body = "#" + body
         body = IMAGE.sub(embed, body)
@@ -241,7 +241,9 @@ def on_files(files, config):
         write_text_atomic(path, text)
     # A File with a real src_dir, not File.generated: mkdocs-jupyter's wrapper
     # reads the notebook through `src_dir`, which generated files lack.
-    files.append(File(NOTEBOOK, src_dir=str(path.parent), dest_dir=config.site_dir, use_directory_urls=config.use_directory_urls))
+    files.append(
+        File(NOTEBOOK, src_dir=str(path.parent), dest_dir=config.site_dir, use_directory_urls=config.use_directory_urls)
+    )
     return files
 
 
@@ -260,7 +262,7 @@ def on_page_markdown(markdown, page, config, files):
     notebook = files.get_file_from_path(NOTEBOOK)
     download = get_relative_url(posixpath.join(posixpath.dirname(notebook.dest_uri), NOTEBOOK), page.file.url)
     links = (
-        f'[Open in Colab]({colab_url(config.repo_url)}){{ .md-button }} '
+        f"[Open in Colab]({colab_url(config.repo_url)}){{ .md-button }} "
         f'<a href="{download}" class="md-button" download>Download notebook</a>'
     )
     title, newline, rest = markdown.partition("\n")
