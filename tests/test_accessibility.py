@@ -183,12 +183,13 @@ def test_figure_text_is_readable_at_page_size(docs_hook, tmp_path, monkeypatch):
 # What overflows the phone's width, and the boxes that scroll on their own.
 _PHONE_REPORT = """() => {
   const width = document.documentElement.clientWidth;
-  const scrollers = [...document.querySelectorAll('.md-content pre > code, .md-content .md-typeset__scrollwrap, .md-content .highlight-ipynb')]
-    .filter(el => el.scrollWidth > el.clientWidth + 1);
+  const boxes = '.md-content pre > code, .md-content .md-typeset__scrollwrap, .md-content .highlight-ipynb';
+  const scrollers = [...document.querySelectorAll(boxes)].filter(el => el.scrollWidth > el.clientWidth + 1);
+  const inBox = 'pre, .md-typeset__scrollwrap, .highlight-ipynb, .arithmatex, .cnnx-stage';
   return {
     width, pageWidth: document.documentElement.scrollWidth,
     sticking: [...document.querySelectorAll('.md-content *')]
-      .filter(el => el.getBoundingClientRect().right > width + 1 && !el.closest('pre, .md-typeset__scrollwrap, .highlight-ipynb, .arithmatex, .cnnx-stage'))
+      .filter(el => el.getBoundingClientRect().right > width + 1 && !el.closest(inBox))
       .slice(0, 5).map(el => el.tagName.toLowerCase() + '.' + el.className),
     scrollers: scrollers.length,
     unreachable: scrollers.filter(el => el.tabIndex < 0 || el.getBoundingClientRect().right > width + 1)

@@ -43,9 +43,17 @@ def test_ruff_format():
     check(tool("ruff"), "format", "--check", ".")
 
 
-def test_mypy():
-    # The cache under .mypy_cache/ (gitignored) turns later runs from half a minute into seconds.
-    check(tool("mypy"))
+MYPY = shutil.which("mypy", path=str(Path(sys.executable).parent)) or shutil.which("mypy")
+
+
+# Half a minute in a fresh clone (the cache under .mypy_cache/, gitignored, makes later runs take seconds):
+# started as the session begins, on the core the other tests leave idle (tests/conftest.py).
+@pytest.mark.run_early("mypy", [MYPY or "mypy"], cwd=ROOT) if MYPY else pytest.mark.skip(
+    reason='mypy is not installed: pip install -e ".[test]" (the test extra) brings it'
+)
+def test_mypy(early):
+    proc, _ = early.result("mypy")
+    assert proc.returncode == 0, f"`mypy` found problems:\n{proc.stdout}\n{proc.stderr}"
 
 
 PLANTED = """\
