@@ -154,11 +154,15 @@ def _figures(docs_hook, tmp_path, monkeypatch):
     # The results page's two plots, drawn by the benchmarks from numbers shaped like theirs.
     from benchmarks import accuracy, conv
 
-    capture = lambda fig, path, dpi=100: saved.append((Path(path).name, fig, dpi))  # noqa: E731
+    def capture(fig, path, dpi=100):
+        saved.append((Path(path).name, fig, dpi))
+
+    def sweep(index, sides):
+        return [{"shape": [16, 3, s, s][:index] + [s] + [16, 3, s, s][index + 1:], "numpy_ms": s / 8, "torch_ms": s / 10}
+                for s in sides]
+
     monkeypatch.setattr(conv, "save_figure", capture)
     monkeypatch.setattr(viz, "save_figure", capture)  # benchmarks.accuracy imports it when it draws
-    sweep = lambda index, sides: [{"shape": [16, 3, s, s][:index] + [s] + [16, 3, s, s][index + 1:],  # noqa: E731
-                                   "numpy_ms": s / 8, "torch_ms": s / 10} for s in sides]
     conv._plot(sweep(0, [1, 8, 32, 64, 128]), sweep(2, [16, 32, 64, 128]), 2, tmp_path / "conv_scaling.png")
     models = {name: {"test_accuracy": [0.95, 0.97, 0.98], "test_accuracy_std": [0.004, 0.003, 0.002],
                      "final_test_accuracy_by_seed": [0.98, 0.981, 0.979]} for name in ("mnistnet", "cnnwithbn", "lenet5")}
