@@ -12,6 +12,11 @@ Site (for browser tests; see tests/test_explorer.py and tests/test_site.py):
   another config); for tests that need a build of their own.
 - ``built_site``: the site, built once per session into a temporary folder,
   with ``site_url`` set to the local server below.
+- ``offline_site``: the offline copy (``CNNLESSON_OFFLINE=true``), built once per session.
+- ``early`` and the ``run_early`` mark: both builds above, and the commands that
+  tests mark with ``run_early`` (mypy, the wheel's build), start in child
+  processes as the session's first test starts; the test modules that wait
+  on them run last, so that the builds use the core the other tests leave idle.
 - ``site_url``: that folder served on 127.0.0.1 by ``http.server`` in a
   thread; the base URL, ending in ``/``.
 - ``site_pages``: every page of ``built_site``, relative to the site root
