@@ -333,13 +333,6 @@ def built_site(_server, early) -> Path:
 
 
 @pytest.fixture(scope="session")
-def offline_site(early) -> Path:
-    """The offline copy (`CNNLESSON_OFFLINE=true mkdocs build --strict`), built once per session."""
-    _start_offline_build(early)
-    return _built(*early.result("offline"))
-
-
-@pytest.fixture(scope="session")
 def site_url(_server, built_site) -> str:
     """Base URL (ending in /) of the built site, served from a thread."""
     _server.RequestHandlerClass = functools.partial(_QuietHandler, directory=str(built_site))
@@ -386,3 +379,10 @@ def clean_page(page):
     _watch(page, problems)
     yield page
     assert not problems, "browser problems:\n" + "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def offline_site(early) -> Path:
+    """The offline copy (`CNNLESSON_OFFLINE=true mkdocs build --strict`), built once per session."""
+    _start_offline_build(early)
+    return _built(*early.result("offline"))
