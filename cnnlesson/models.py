@@ -9,6 +9,8 @@ shape, because the lesson's `x.view(-1, ...)` would silently fold a batch of
 wrongly sized images into a different number of rows.
 """
 
+from typing import cast
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,8 +20,10 @@ def check_input(net: nn.Module, x: torch.Tensor) -> None:
     """Raise unless `x` is a (batch, *net.input_shape) tensor."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4 or tuple(x.shape[1:]) != net.input_shape:
-        expected = ", ".join(map(str, ("batch", *net.input_shape)))
+    # A class attribute of each net; nn.Module's __getattr__ would have mypy read it as a Tensor or Module.
+    shape = cast(tuple[int, ...], net.input_shape)
+    if x.dim() != 4 or tuple(x.shape[1:]) != shape:
+        expected = ", ".join(map(str, ("batch", *shape)))
         raise ValueError(f"x: {type(net).__name__} expects a ({expected}) batch, got shape {tuple(x.shape)}")
 
 
@@ -155,7 +159,7 @@ class LeNet5(nn.Module):
         return self.fc3(x)
 
 
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: dict[str, type[MNISTNet | CNNWithBN | CIFAR10Net | LeNet5]] = {
     "mnistnet": MNISTNet,
     "cnnwithbn": CNNWithBN,
     "cifar10net": CIFAR10Net,
@@ -163,7 +167,7 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_model(name: str) -> nn.Module:
+def build_model(name: str) -> MNISTNet | CNNWithBN | CIFAR10Net | LeNet5:
     """Return a freshly initialised model by its lower-case name in `MODELS`.
 
     Raises:

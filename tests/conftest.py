@@ -12,6 +12,11 @@ Site (for browser tests; see tests/test_explorer.py and tests/test_site.py):
   another config); for tests that need a build of their own.
 - ``built_site``: the site, built once per session into a temporary folder,
   with ``site_url`` set to the local server below.
+- ``offline_site``: the offline copy (``CNNLESSON_OFFLINE=true``), built once per session.
+- ``early`` and the ``run_early`` mark: both builds above, and the commands that
+  tests mark with ``run_early`` (mypy, the wheel's build), start in child
+  processes as the session's first test starts; the test modules that wait
+  on them run last, so that the builds use the core the other tests leave idle.
 - ``site_url``: that folder served on 127.0.0.1 by ``http.server`` in a
   thread; the base URL, ending in ``/``.
 - ``site_pages``: every page of ``built_site``, relative to the site root
@@ -125,14 +130,19 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Browser tests fail without Chromium in CI (CI=true) and are skipped elsewhere."""
-    if os.path.exists(CHROMIUM) or os.environ.get("CI"):
-        return
-    skip = pytest.mark.skip(reason=f"Chromium not found at {CHROMIUM}: install it with "
-                                   "`apt-get install -y chromium` to run the browser tests")
-    for item in items:
-        if "browser" in item.keywords:
-            item.add_marker(skip)
+    """Browser tests fail without Chromium in CI (CI=true) and are skipped elsewhere.
+
+    The test modules that wait on early work (see `run_early` below) run last,
+    each module whole and in its own order, so that the work has had time.
+    """
+    if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
+        skip = pytest.mark.skip(reason=f"Chromium not found at {CHROMIUM}: install it with "
+                                       "`apt-get install -y chromium` to run the browser tests")
+        for item in items:
+            if "browser" in item.keywords:
+                item.add_marker(skip)
+    waiting = {item.path for item in items if _waits_on_early_work(item)}
+    items.sort(key=lambda item: item.path in waiting)  # stable: the order within each part is kept
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -152,8 +162,8 @@ class _QuietServer(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-# The build runs in a child process: the hooks import the package, train a
-# small net and set matplotlib's backend, none of which should leak into the
+# The build runs in a child process: the hooks import the package, draw
+# figures and set matplotlib's backend, none of which should leak into the
 # test process. load_config + build.build is what `mkdocs build` itself runs;
 # they are used instead of the command so that site_url can be set.
 _BUILD = """
@@ -172,24 +182,139 @@ finally:
 """
 
 
+def _build_command(out: Path | str, site_url: str | None = None, env: dict[str, str] | None = None) -> dict:
+    """The child process that builds the site into `out`, as subprocess arguments (args, cwd, env)."""
+    config_file = Path(os.environ.get("CNNLESSON_MKDOCS_YML", ROOT / "mkdocs.yml"))
+    if not config_file.exists():
+        pytest.fail(f"{config_file} is missing: nothing to build")
+    return {
+        "args": [sys.executable, "-c", _BUILD, str(config_file), site_url or "", str(out)],
+        "cwd": config_file.parent,
+        "env": {**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})},
+    }
+
+
+def _built(proc: subprocess.CompletedProcess, out: Path) -> Path:
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    return Path(out)
+
+
 @pytest.fixture(scope="session")
 def build_site():
     """A function: build_site(out, site_url=None, env=None) runs `mkdocs build --strict` into out.
 
     `env` adds environment variables to the build's (CNNLESSON_OFFLINE=true: the offline copy).
     """
-    config_file = Path(os.environ.get("CNNLESSON_MKDOCS_YML", ROOT / "mkdocs.yml"))
-    if not config_file.exists():
-        pytest.fail(f"{config_file} is missing: nothing to build")
 
     def build(out: Path, site_url: str | None = None, env: dict[str, str] | None = None) -> Path:
-        proc = subprocess.run([sys.executable, "-c", _BUILD, str(config_file), site_url or "", str(out)],
-                              cwd=config_file.parent, capture_output=True, text=True,
-                              env={**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})})
-        assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-        return Path(out)
+        return _built(subprocess.run(**_build_command(out, site_url, env), capture_output=True, text=True), out)
 
     return build
+
+
+# ---- long work, started as the session begins ----------------------------------------------
+#
+# The two site builds, and the child processes that tests mark with
+# `run_early` (mypy, the wheel's build), start as the first test starts; the
+# test modules that wait on them run last (pytest_collection_modifyitems).
+# Meanwhile they use the core that the other tests leave idle. What a test
+# sees is the same as if it had run the command itself.
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "run_early(name, args, **popen): starts `args` in a child process as the session begins ({out} in an "
+        "argument is a fresh folder); the test reads (CompletedProcess, out folder) with early.result(name)",
+    )
+
+
+class _Job:
+    """One child process started early; it prints into files, so that it never waits on a full pipe."""
+
+    def __init__(self, folder: Path, args: list[str], **popen):
+        self.out = folder / "out"
+        self.out.mkdir()
+        self.args = [arg.replace("{out}", str(self.out)) for arg in args]
+        self.logs = [(folder / name).open("w+", encoding="utf-8") for name in ("stdout.txt", "stderr.txt")]
+        self.proc = subprocess.Popen(self.args, stdout=self.logs[0], stderr=self.logs[1], text=True, **popen)
+
+    def result(self) -> tuple[subprocess.CompletedProcess, Path]:
+        """Waits for the process: (its status and what it printed, its {out} folder)."""
+        self.proc.wait()
+        printed = []
+        for log in self.logs:
+            log.seek(0)
+            printed.append(log.read())
+        return subprocess.CompletedProcess(self.args, self.proc.returncode, *printed), self.out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:  # the session ended without waiting for it (-x, Ctrl-C)
+            self.proc.kill()
+            self.proc.wait()
+        for log in self.logs:
+            log.close()
+
+
+class Early:
+    """The session's early jobs, by name. `start` does nothing for a job already started."""
+
+    def __init__(self, tmp_path_factory):
+        self.tmp_path_factory, self.jobs = tmp_path_factory, {}
+
+    def start(self, name: str, args: list[str], **popen) -> None:
+        if name not in self.jobs:
+            self.jobs[name] = _Job(self.tmp_path_factory.mktemp(f"early-{name}"), args, **popen)
+
+    def result(self, name: str) -> tuple[subprocess.CompletedProcess, Path]:
+        """Waits for the job: (its status and what it printed, its {out} folder)."""
+        assert name in self.jobs, f"no early job {name!r} was started: mark its test with run_early"
+        return self.jobs[name].result()
+
+    def stop(self) -> None:
+        for job in self.jobs.values():
+            job.stop()
+
+
+# The fixtures that wait on an early site build, and that build's name.
+_SITE_FIXTURES = {"built_site": "site", "site_url": "site", "offline_site": "offline"}
+
+
+def _waits_on_early_work(item) -> bool:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(_SITE_FIXTURES.keys() & fixtures) or item.get_closest_marker("run_early") is not None
+
+
+@pytest.fixture(scope="session")
+def early(tmp_path_factory):
+    """The session's early jobs (see the `run_early` mark); any still running at the end are stopped."""
+    jobs = Early(tmp_path_factory)
+    yield jobs
+    jobs.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_early_work(request, early):
+    """As the first test starts: every early job that a test of this session (not skipped) waits on."""
+    items = [item for item in request.session.items if item.get_closest_marker("skip") is None]
+    builds = {_SITE_FIXTURES[name] for item in items for name in _SITE_FIXTURES.keys() & set(getattr(item, "fixturenames", ()))}
+    if "site" in builds:
+        _start_site_build(early, request.getfixturevalue("_server"))
+    if "offline" in builds:
+        _start_offline_build(early)
+    for item in items:
+        for mark in item.iter_markers("run_early"):
+            early.start(*mark.args, **mark.kwargs)
+
+
+def _start_site_build(early: Early, server) -> None:
+    # Material's instant navigation only takes over links whose URL (port
+    # included) is listed in sitemap.xml, and sitemap.xml is written from site_url.
+    early.start("site", **_build_command("{out}", f"http://127.0.0.1:{server.server_port}/"))
+
+
+def _start_offline_build(early: Early) -> None:
+    early.start("offline", **_build_command("{out}", env={"CNNLESSON_OFFLINE": "true"}))
 
 
 @pytest.fixture(scope="session")
@@ -201,11 +326,10 @@ def _server():
 
 
 @pytest.fixture(scope="session")
-def built_site(_server, build_site, tmp_path_factory) -> Path:
+def built_site(_server, early) -> Path:
     """The site, built once per session with `mkdocs build --strict`, for the local server's URL."""
-    # Material's instant navigation only takes over links whose URL (port
-    # included) is listed in sitemap.xml, and sitemap.xml is written from site_url.
-    return build_site(tmp_path_factory.mktemp("site"), f"http://127.0.0.1:{_server.server_port}/")
+    _start_site_build(early, _server)  # started already, unless this session's tests did not show it needed
+    return _built(*early.result("site"))
 
 
 @pytest.fixture(scope="session")
@@ -255,3 +379,10 @@ def clean_page(page):
     _watch(page, problems)
     yield page
     assert not problems, "browser problems:\n" + "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def offline_site(early) -> Path:
+    """The offline copy (`CNNLESSON_OFFLINE=true mkdocs build --strict`), built once per session."""
+    _start_offline_build(early)
+    return _built(*early.result("offline"))

@@ -154,11 +154,15 @@ def _figures(docs_hook, tmp_path, monkeypatch):
     # The results page's two plots, drawn by the benchmarks from numbers shaped like theirs.
     from benchmarks import accuracy, conv
 
-    capture = lambda fig, path, dpi=100: saved.append((Path(path).name, fig, dpi))  # noqa: E731
+    def capture(fig, path, dpi=100):
+        saved.append((Path(path).name, fig, dpi))
+
+    def sweep(index, sides):
+        return [{"shape": [16, 3, s, s][:index] + [s] + [16, 3, s, s][index + 1:], "numpy_ms": s / 8, "torch_ms": s / 10}
+                for s in sides]
+
     monkeypatch.setattr(conv, "save_figure", capture)
     monkeypatch.setattr(viz, "save_figure", capture)  # benchmarks.accuracy imports it when it draws
-    sweep = lambda index, sides: [{"shape": [16, 3, s, s][:index] + [s] + [16, 3, s, s][index + 1:],  # noqa: E731
-                                   "numpy_ms": s / 8, "torch_ms": s / 10} for s in sides]
     conv._plot(sweep(0, [1, 8, 32, 64, 128]), sweep(2, [16, 32, 64, 128]), 2, tmp_path / "conv_scaling.png")
     models = {name: {"test_accuracy": [0.95, 0.97, 0.98], "test_accuracy_std": [0.004, 0.003, 0.002],
                      "final_test_accuracy_by_seed": [0.98, 0.981, 0.979]} for name in ("mnistnet", "cnnwithbn", "lenet5")}
@@ -183,12 +187,13 @@ def test_figure_text_is_readable_at_page_size(docs_hook, tmp_path, monkeypatch):
 # What overflows the phone's width, and the boxes that scroll on their own.
 _PHONE_REPORT = """() => {
   const width = document.documentElement.clientWidth;
-  const scrollers = [...document.querySelectorAll('.md-content pre > code, .md-content .md-typeset__scrollwrap, .md-content .highlight-ipynb')]
-    .filter(el => el.scrollWidth > el.clientWidth + 1);
+  const boxes = '.md-content pre > code, .md-content .md-typeset__scrollwrap, .md-content .highlight-ipynb';
+  const scrollers = [...document.querySelectorAll(boxes)].filter(el => el.scrollWidth > el.clientWidth + 1);
+  const inBox = 'pre, .md-typeset__scrollwrap, .highlight-ipynb, .arithmatex, .cnnx-stage';
   return {
     width, pageWidth: document.documentElement.scrollWidth,
     sticking: [...document.querySelectorAll('.md-content *')]
-      .filter(el => el.getBoundingClientRect().right > width + 1 && !el.closest('pre, .md-typeset__scrollwrap, .highlight-ipynb, .arithmatex, .cnnx-stage'))
+      .filter(el => el.getBoundingClientRect().right > width + 1 && !el.closest(inBox))
       .slice(0, 5).map(el => el.tagName.toLowerCase() + '.' + el.className),
     scrollers: scrollers.length,
     unreachable: scrollers.filter(el => el.tabIndex < 0 || el.getBoundingClientRect().right > width + 1)

@@ -444,7 +444,7 @@ def test_bad_inputs_raise_clear_errors(fn, args, kwargs, error, message):
         fn(*args, **kwargs)
 
 
-# --- issue 11: the convolution page's first example is the lesson's, and its verbatim loop ---------
+# --- the convolution page's first example is the lesson's, and its verbatim loop ---------
 
 import re  # noqa: E402
 

@@ -352,7 +352,7 @@ def test_mnist_padding_from_the_input_shape():
         mnist_padding((3, 31, 31))
 
 
-# --- issue 11: LeNet-5's border is the digits' background, not a light frame ----------------------
+# --- LeNet-5's border is the digits' background, not a light frame ----------------------
 
 MNIST_BACKGROUND = (0.0 - 0.1307) / 0.3081  # a black pixel once normalised, about -0.4242
 

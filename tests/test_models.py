@@ -124,7 +124,7 @@ def test_models_refuse_a_non_tensor():
         MNISTNet()(torch.zeros(1, 1, 28, 28).numpy())
 
 
-# --- issue 11: the pages' verbatim copies of the lesson's models behave like the package's ----------
+# --- the pages' verbatim copies of the lesson's models behave like the package's ----------
 
 from lesson_code import page_definition  # noqa: E402
 

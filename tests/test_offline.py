@@ -1,8 +1,8 @@
 """The offline copy, opened from disk (file://) in Chromium, as the README tells a reader to.
 
 `CNNLESSON_OFFLINE=true mkdocs build --strict --site-dir site-offline` turns on
-Material's `offline` plugin (see docs/hooks/offline.py). This module builds it
-once into a temporary folder with conftest's `build_site` and checks, through
+Material's `offline` plugin (see docs/hooks/offline.py). conftest's
+`offline_site` builds it once per session, and this module checks, through
 file:// URLs only, that a reader can move between pages, search, read the
 math, use the explorer, see the figures and download the notebook, and that
 no page asks for anything outside the folder.
@@ -22,12 +22,6 @@ from explorer_page import Explorer, grid_array, script
 from cnnlesson.conv import conv2d
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="session")
-def offline_site(build_site, tmp_path_factory) -> Path:
-    """The offline copy, built once per session."""
-    return build_site(tmp_path_factory.mktemp("site-offline"), env={"CNNLESSON_OFFLINE": "true"})
 
 
 @pytest.fixture

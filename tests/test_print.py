@@ -131,7 +131,7 @@ def test_pdf_has_every_lesson_heading_in_nav_order(printed, lesson_pages):
     sections = _lesson_sections(printed, lesson_pages)
     order = [k for k, _ in sections]
     assert order == sorted(order), f"lesson pages are out of nav order in the PDF: {[h for h, _, _ in lesson_pages]}"
-    for (heading, _, _), (k, _) in zip(lesson_pages, sections):
+    for (heading, _, _), (k, _) in zip(lesson_pages, sections, strict=True):
         page = printed["outline"][k][2]
         assert heading in printed["texts"][page], f"{heading!r} is not printed on PDF page {page + 1}"
 
@@ -152,6 +152,6 @@ def test_pdf_has_every_figure_exercise_and_rendered_math(printed, lesson_pages, 
     assert not report["raw"] and report["unrendered"] == 0, f"math left as TeX on the print page: {report['raw'][:3]}"
     # Each page's exercises are a section of that page in the PDF.
     assert any(has for _, _, has in lesson_pages), "no lesson page has exercises: nothing to check"
-    missing = [heading for (heading, _, has), (_, entries) in zip(lesson_pages, _lesson_sections(printed, lesson_pages))
+    missing = [heading for (heading, _, has), (_, entries) in zip(lesson_pages, _lesson_sections(printed, lesson_pages), strict=True)
                if has and not any(title == "Exercises" for _, title, _ in entries)]
     assert not missing, f"the exercises of these pages are missing from the PDF: {missing}"

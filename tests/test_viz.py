@@ -149,7 +149,7 @@ def test_importing_viz_leaves_the_backend_to_the_reader():
     assert done.stdout.strip() == "svg"
 
 
-# --- issue 11: the feature-maps page's verbatim visualize_feature_maps behaves like the package's ---
+# --- the feature-maps page's verbatim visualize_feature_maps behaves like the package's ---
 
 def _pixels(fig: Figure) -> np.ndarray:
     fig.canvas.draw()

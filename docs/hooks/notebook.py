@@ -8,8 +8,9 @@ and the results page) and writes `.cache/notebook/lesson.ipynb`:
   the cell's metadata `cnnlesson.block` is the `page:line` id of the test
   that runs it (a fence after `<!--pytest-codeblocks:cont-->` shares the id
   of the fence it continues), so `tests/test_docs.py` can check that the
-  cells are exactly what the test suite runs. Which fence is which comes
-  from `fences.py`, pytest-codeblocks' own reading, the one the tests use;
+  cells are exactly what the test suite runs. The page is read once, by
+  `fences.walk` (pytest-codeblocks' own reading of the fences, the one the
+  tests use, and the prose lines between them);
 - the expected output after `<!--pytest-codeblocks:expected-output-->`
   becomes that cell's output;
 - the prose becomes markdown cells: admonitions and content tabs turn into
@@ -93,12 +94,15 @@ def _indent(line: str) -> int:
 
 
 def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None], shift_headings: bool) -> list:
-    """The cells of one page; `resolve_image(url)` gives a figure's PNG bytes, or None."""
+    """The cells of one page; `resolve_image(url)` gives a figure's PNG bytes, or None.
+
+    The page comes from `fences.walk`, the one reading of its lines: fences
+    become cells (or stay in the prose), and each prose line is rewritten for
+    a notebook on its own. Admonitions and tabs are the only nesting kept
+    track of here, to take their bodies' indent off.
+    """
     cells, markdown, attachments = [], [], {}
     containers: list[int] = []  # body indents of the open admonitions / tabs
-    found, markers = fences.page_fences(text)
-    opening = {fence.start: fence for fence in found}
-    lines = text.splitlines()
 
     def flush():
         source = "\n".join(markdown).strip("\n")
@@ -119,7 +123,12 @@ def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None
         attachments[name] = {"image/png": base64.b64encode(data).decode("ascii")}
         return f"![{alt}](attachment:{name})"
 
+    def close_containers(indent: int) -> None:
+        while containers and indent < containers[-1]:
+            containers.pop()
+
     def add_fence(fence) -> None:
+        close_containers(fence.indent)
         source = "\n".join(fence.lines)
         if fence.role == "output":
             last = next(c for c in reversed(cells) if c.cell_type == "code")
@@ -130,38 +139,32 @@ def page_cells(text: str, page: str, resolve_image: Callable[[str], bytes | None
         else:
             markdown.extend(["`" * fence.ticks + fence.info, *fence.lines, "`" * fence.ticks])
 
-    i = 0
-    while i < len(lines):
-        line, lineno = lines[i], i + 1
-        i += 1
+    def add_prose(line: str) -> None:
         if line.strip():
-            while containers and _indent(line) < containers[-1]:
-                containers.pop()
-        dedent = containers[-1] if containers else 0
-        body = line[min(dedent, _indent(line)):]
-
-        if lineno in markers:
-            continue
-        if lineno in opening:
-            add_fence(opening[lineno])
-            i = opening[lineno].end  # past the closing fence
-            continue
+            close_containers(_indent(line))
         header = CONTAINER.match(line) or TAB.match(line)
         if header:
-            if header.re is TAB:
-                title = header.group(2)
-            else:  # `!!! note` is titled "Note"; `!!! note "Pitfall"` is titled "Pitfall"
-                title = header.group(2).capitalize() if header.group(3) is None else header.group(3)
+            # A tab is titled by its label; `!!! note` is titled "Note", `!!! note "Pitfall"` "Pitfall".
+            title = header.group(2)
+            if header.re is CONTAINER:
+                title = title.capitalize() if header.group(3) is None else header.group(3)
             markdown.extend([f"**{title}**", ""] if title else [])
             containers.append(_indent(line) + 4)
-            continue
+            return
         if EXPLORER.match(line):
             markdown.append("*(The site shows an interactive explorer here.)*")
-            continue
+            return
+        body = line[min(containers[-1] if containers else 0, _indent(line)) :]
         if shift_headings and HEADING.match(body):
             body = "#" + body
         body = IMAGE.sub(embed, body)
         markdown.append(PAGE_LINK.sub(r"\1", body))
+
+    for part in fences.walk(text):
+        if isinstance(part, fences.Fence):
+            add_fence(part)
+        else:
+            add_prose(part.text)
     flush()
     return cells
 
@@ -238,7 +241,9 @@ def on_files(files, config):
         write_text_atomic(path, text)
     # A File with a real src_dir, not File.generated: mkdocs-jupyter's wrapper
     # reads the notebook through `src_dir`, which generated files lack.
-    files.append(File(NOTEBOOK, src_dir=str(path.parent), dest_dir=config.site_dir, use_directory_urls=config.use_directory_urls))
+    files.append(
+        File(NOTEBOOK, src_dir=str(path.parent), dest_dir=config.site_dir, use_directory_urls=config.use_directory_urls)
+    )
     return files
 
 
@@ -257,7 +262,7 @@ def on_page_markdown(markdown, page, config, files):
     notebook = files.get_file_from_path(NOTEBOOK)
     download = get_relative_url(posixpath.join(posixpath.dirname(notebook.dest_uri), NOTEBOOK), page.file.url)
     links = (
-        f'[Open in Colab]({colab_url(config.repo_url)}){{ .md-button }} '
+        f"[Open in Colab]({colab_url(config.repo_url)}){{ .md-button }} "
         f'<a href="{download}" class="md-button" download>Download notebook</a>'
     )
     title, newline, rest = markdown.partition("\n")
