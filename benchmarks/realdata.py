@@ -41,7 +41,7 @@ def timing_digits(work: Path, quick: bool, name: str, num_train: int) -> tuple[P
     root = None if quick else real_mnist_root(work)
     if root is not None:
         return root, "real MNIST digits (../shared split)"
-    from cnnlesson.data import write_standin_mnist
+    from cnnlesson.standin import write_standin_mnist
 
     root = work / name
     write_standin_mnist(root, num_train=num_train if quick else 4000, num_test=64)

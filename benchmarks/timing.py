@@ -22,14 +22,15 @@ import ctypes
 import ctypes.util
 import statistics
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 
-def time_alone(fn: Callable[[], object], rounds: int = 20, warmup: int = 3,
-               warmup_seconds: float = 0.2) -> dict[str, float]:
+def time_alone(
+    fn: Callable[[], object], rounds: int = 20, warmup: int = 3, warmup_seconds: float = 0.2
+) -> dict[str, float]:
     """Time a zero-argument callable in its own block.
 
     Args:
@@ -45,19 +46,44 @@ def time_alone(fn: Callable[[], object], rounds: int = 20, warmup: int = 3,
     Raises:
         ValueError: If ``rounds < 1``, ``warmup < 0`` or ``warmup_seconds < 0``.
     """
+    return summary(time_rounds({"fn": fn}, rounds, warmup, warmup_seconds)["fn"])
+
+
+def time_rounds(
+    fns: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3, warmup_seconds: float = 0.2
+) -> dict[str, list[float]]:
+    """Time callables of one library in the same rounds: each round calls each once, in turn.
+
+    Work that is compared with itself (a convolution and the matrix product inside it)
+    then meets the same state of a busy machine, round by round, and the ratio of two
+    times is taken within each round. Two libraries are still timed each alone
+    (`time_alone`): their worker threads would slow each other.
+
+    Returns:
+        Each name's times in ms, one per round. Raises as `time_alone` does.
+    """
     if rounds < 1 or warmup < 0 or warmup_seconds < 0:
-        raise ValueError(f"need rounds >= 1, warmup >= 0 and warmup_seconds >= 0, "
-                         f"got rounds={rounds}, warmup={warmup}, warmup_seconds={warmup_seconds}")
+        raise ValueError(
+            f"need rounds >= 1, warmup >= 0 and warmup_seconds >= 0, "
+            f"got rounds={rounds}, warmup={warmup}, warmup_seconds={warmup_seconds}"
+        )
     start, calls = time.perf_counter(), 0
     while calls < warmup or time.perf_counter() - start < warmup_seconds:
-        fn()
+        for fn in fns.values():
+            fn()
         calls += 1
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3}
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def summary(times_ms: list[float]) -> dict[str, float]:
+    """``{"median_ms", "min_ms", "max_ms"}`` of a list of times in ms."""
+    return {"median_ms": statistics.median(times_ms), "min_ms": min(times_ms), "max_ms": max(times_ms)}
 
 
 # glibc's mallopt parameters (malloc.h): keep freed memory in the process.
@@ -78,15 +104,20 @@ def pin_allocator() -> dict | None:
     except (OSError, AttributeError, TypeError):
         return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    if not (mallopt(_M_MMAP_THRESHOLD, PINNED["M_MMAP_THRESHOLD"]) and mallopt(_M_TRIM_THRESHOLD, PINNED["M_TRIM_THRESHOLD"])):
+    if not (
+        mallopt(_M_MMAP_THRESHOLD, PINNED["M_MMAP_THRESHOLD"])
+        and mallopt(_M_TRIM_THRESHOLD, PINNED["M_TRIM_THRESHOLD"])
+    ):
         return None
     return {"library": "glibc", "mallopt": PINNED}
 
 
 def thread_pools() -> list[dict]:
     """The native thread pools loaded in this process, as threadpoolctl reads them."""
-    return [{key: pool.get(key) for key in ("user_api", "internal_api", "prefix", "version", "num_threads")}
-            for pool in threadpool_info()]
+    return [
+        {key: pool.get(key) for key in ("user_api", "internal_api", "prefix", "version", "num_threads")}
+        for pool in threadpool_info()
+    ]
 
 
 @contextlib.contextmanager
@@ -99,8 +130,14 @@ def same_threads(threads: int) -> Iterator[list[dict]]:
     try:
         with threadpool_limits(limits=threads):
             # Read back, not assumed: a BLAS that ignores the limit shows here.
-            yield thread_pools() + [{"user_api": "torch", "internal_api": "torch.get_num_threads",
-                                     "prefix": "torch", "version": torch.__version__,
-                                     "num_threads": torch.get_num_threads()}]
+            yield thread_pools() + [
+                {
+                    "user_api": "torch",
+                    "internal_api": "torch.get_num_threads",
+                    "prefix": "torch",
+                    "version": torch.__version__,
+                    "num_threads": torch.get_num_threads(),
+                }
+            ]
     finally:
         torch.set_num_threads(previous)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numbers
+import os
+from pathlib import Path
+from typing import TypeGuard
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[numbers.Integral]:
     """Return True for a Python or NumPy integer; False for bool, an int subclass but never a count."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 
@@ -24,3 +27,10 @@ def check_int(name: str, value: object, low: int | None = None, high: int | None
             expected = f"an int from {low} to {high}"
         raise ValueError(f"{name}: expected {expected}, got {value}")
     return value
+
+
+def check_folder(name: str, value: object) -> Path:
+    """Return `value` as a Path, or raise naming `name`: a str or os.PathLike is expected."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a folder path (str or os.PathLike), got {type(value).__name__}")
+    return Path(value)

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--standin", action="store_true",
-        help="read stand-in CIFAR-10 written by cnnlesson.data.write_standin_cifar10 (tests and docs)",
+        help="read stand-in CIFAR-10 written by cnnlesson.standin.write_standin_cifar10 (tests and docs)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="folder for history.json and checkpoint.pt")
     _add_common(p)

@@ -72,7 +72,7 @@ def _no_mps_unless_asked(request, monkeypatch):
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory):
     """A data root holding stand-in MNIST under MNIST/raw (IDX files)."""
-    from cnnlesson.data import write_standin_mnist
+    from cnnlesson.standin import write_standin_mnist
 
     root = tmp_path_factory.mktemp("mnist-data")
     write_standin_mnist(root, num_train=512, num_test=256, seed=0)
@@ -91,7 +91,7 @@ def digit_roots(mnist_root, tmp_path_factory):
 @pytest.fixture(scope="session")
 def cifar_root(tmp_path_factory):
     """A data root holding stand-in CIFAR-10 under cifar-10-batches-py/."""
-    from cnnlesson.data import write_standin_cifar10
+    from cnnlesson.standin import write_standin_cifar10
 
     root = tmp_path_factory.mktemp("cifar-data")
     write_standin_cifar10(root, num_train=200, num_test=100, seed=0)

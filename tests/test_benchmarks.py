@@ -53,9 +53,15 @@ def test_quick_mode_runs_every_part(quick_results):
     assert cpu["images_per_epoch"] == 512 and cpu["steps"] == 8  # the quick stand-in: 512 digits, batches of 64
     for case in part["grid"]:  # the bare matrix product, against torch's whole convolution
         assert case["product_ratio"] == pytest.approx(case["product_ms"] / case["torch_ms"], rel=0.01, abs=1e-3), case
+    over = [case["over_product"] for case in part["grid"]]  # conv2d over its own product, round by round
+    for case in part["grid"]:
+        low, high = case["over_product_range"]
+        assert low <= case["over_product"] <= high and case["product_columns_over_outputs"] >= 1
+    assert part["over_product_geometric_mean"] == pytest.approx(math.prod(over) ** (1 / len(over)), rel=0.01)
     assert part["targets_met"] == {name: measured <= part["targets"][name] for name, measured in (
-        ("headline", ratios[0]), ("grid_slowest", max(ratios)), ("grid_geometric_mean", part["geometric_mean_ratio"]),
-        ("backward", part["backward"]["ratio"]))}
+        ("headline", ratios[0]), ("grid_geometric_mean", part["geometric_mean_ratio"]),
+        ("over_product_slowest", max(over)), ("over_product_geometric_mean", part["over_product_geometric_mean"]),
+        ("pooling_slowest", max(case["ratio"] for case in part["pooling"])), ("backward", part["backward"]["ratio"]))}
     unpinned = part["unpinned_headline"]  # timed again in a fresh process
     assert unpinned["shape"] == part["headline"]["shape"] and unpinned["numpy_ms"] > 0 and unpinned["torch_ms"] > 0
     assert results["machine"]["allocator"].startswith("left as it is")  # --quick measures nothing worth pinning for

@@ -21,9 +21,10 @@ from torchvision import datasets
 import cnnlesson
 from cnnlesson import models
 from cnnlesson.cli import main
-from cnnlesson.data import TensorLoader, mnist_transform, write_standin_cifar10, write_standin_mnist
+from cnnlesson.data import TensorLoader, mnist_transform
 from cnnlesson.files import LOCK_NAME, lock_folder
 from cnnlesson.models import MNISTNet
+from cnnlesson.standin import write_standin_cifar10, write_standin_mnist
 from cnnlesson.train import load_checkpoint, train
 
 

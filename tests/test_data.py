@@ -1,7 +1,11 @@
 """Stand-in data read by torchvision's real classes; the lesson's transforms; clear errors."""
 
+import os
 import pickle
+import re
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +26,8 @@ from cnnlesson.data import (
     mnist_padding,
     mnist_transform,
     to_tensors,
-    write_standin_mnist,
 )
+from cnnlesson.standin import write_standin_mnist
 
 
 def test_standin_mnist_is_read_by_torchvision_mnist(mnist_root):
@@ -79,7 +83,9 @@ def test_real_cifar10_class_still_checks_md5(cifar_root):
 
 def test_a_marker_file_does_not_switch_off_the_md5_check(cifar_root):
     assert (cifar_root / "cifar-10-batches-py" / "STAND_IN.txt").exists()
-    with pytest.raises(DataCorruptError, match=r"data_batch_1 is corrupt: its md5 is not the real CIFAR-10's \(stand-in"):
+    with pytest.raises(
+        DataCorruptError, match=r"data_batch_1 is corrupt: its md5 is not the real CIFAR-10's \(stand-in"
+    ):
         load_cifar10(cifar_root)
 
 
@@ -119,14 +125,31 @@ def _rewrite(path, edit):
 CORRUPT_STANDIN_CIFAR = [
     ("truncated", "data_batch_2", lambda b: b[: len(b) // 2], "not a CIFAR-10 pickle"),
     ("not-a-dict", "data_batch_3", lambda b: pickle.dumps([1, 2, 3]), "expected a dict, got list"),
-    ("no-labels", "data_batch_4", lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8)}), "'labels' should be a list of 2 ints"),
-    ("wrong-shape", "data_batch_5", lambda b: pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}), r"shape \(N, 3072\), got uint8 array of shape \(2, 100\)"),
-    ("label-10", "data_batch_1", lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}), "label 10 at index 1, expected 0..9"),
+    (
+        "no-labels",
+        "data_batch_4",
+        lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8)}),
+        "'labels' should be a list of 2 ints",
+    ),
+    (
+        "wrong-shape",
+        "data_batch_5",
+        lambda b: pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}),
+        r"shape \(N, 3072\), got uint8 array of shape \(2, 100\)",
+    ),
+    (
+        "label-10",
+        "data_batch_1",
+        lambda b: pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}),
+        "label 10 at index 1, expected 0..9",
+    ),
     ("meta", "batches.meta", lambda b: pickle.dumps({"label_names": ["cat"]}), "expected 10 class names"),
 ]
 
 
-@pytest.mark.parametrize("name, edit, message", [c[1:] for c in CORRUPT_STANDIN_CIFAR], ids=[c[0] for c in CORRUPT_STANDIN_CIFAR])
+@pytest.mark.parametrize(
+    "name, edit, message", [c[1:] for c in CORRUPT_STANDIN_CIFAR], ids=[c[0] for c in CORRUPT_STANDIN_CIFAR]
+)
 def test_corrupt_standin_cifar_names_the_file(tmp_path, cifar_root, name, edit, message):
     shutil.copytree(cifar_root, tmp_path, dirs_exist_ok=True)
     _rewrite(tmp_path / "cifar-10-batches-py" / name, edit)
@@ -137,11 +160,37 @@ def test_corrupt_standin_cifar_names_the_file(tmp_path, cifar_root, name, edit, 
 
 CORRUPT_MNIST = [
     ("truncated", "train-images-idx3-ubyte", lambda b: b[:-100], "its header promises"),
-    ("dimension-byte-9", "train-images-idx3-ubyte", lambda b: b[:3] + bytes([9]) + b[4:], "header 00000809 is not 00000803"),
-    ("not-28x28", "train-images-idx3-ubyte", lambda b: b[:8] + (14).to_bytes(4, "big") + (56).to_bytes(4, "big") + b[16:], "images of 14x56 pixels"),
-    ("label-200", "train-labels-idx1-ubyte", lambda b: b[:8 + 7] + bytes([200]) + b[8 + 8:], "label 200 at index 7, expected 0..9"),
-    ("count-mismatch", "train-labels-idx1-ubyte", lambda b: b[:4] + (511).to_bytes(4, "big") + b[8:-1], "512 images but 511 labels"),
+    (
+        "dimension-byte-9",
+        "train-images-idx3-ubyte",
+        lambda b: b[:3] + bytes([9]) + b[4:],
+        "header 00000809 is not 00000803",
+    ),
+    (
+        "not-28x28",
+        "train-images-idx3-ubyte",
+        lambda b: b[:8] + (14).to_bytes(4, "big") + (56).to_bytes(4, "big") + b[16:],
+        "images of 14x56 pixels",
+    ),
+    (
+        "label-200",
+        "train-labels-idx1-ubyte",
+        lambda b: b[: 8 + 7] + bytes([200]) + b[8 + 8 :],
+        "label 200 at index 7, expected 0..9",
+    ),
+    (
+        "count-mismatch",
+        "train-labels-idx1-ubyte",
+        lambda b: b[:4] + (511).to_bytes(4, "big") + b[8:-1],
+        "512 images but 511 labels",
+    ),
     ("empty", "train-labels-idx1-ubyte", lambda b: b"", "header  is not 00000801"),
+    (
+        "no-images",
+        "train-images-idx3-ubyte",
+        lambda b: b[:4] + bytes(4) + b[8:16],
+        "is empty or corrupt: its header says it holds 0 images",
+    ),
 ]
 
 
@@ -153,6 +202,82 @@ def test_corrupt_mnist_is_reported_as_corrupt_not_missing(tmp_path, mnist_root, 
     with pytest.raises(DataCorruptError, match=message) as info:
         get_dataloaders("mnist", tmp_path, download=download, in_memory=True)
     assert "corrupt" in str(info.value) and "download" not in str(info.value)
+
+
+def test_an_idx_pair_with_no_images_is_empty_not_an_offset_error(tmp_path, mnist_root):
+    shutil.copytree(mnist_root, tmp_path, dirs_exist_ok=True)
+    raw = tmp_path / "MNIST" / "raw"
+    _rewrite(raw / "t10k-images-idx3-ubyte", lambda b: b[:4] + bytes(4) + b[8:16])
+    _rewrite(raw / "t10k-labels-idx1-ubyte", lambda b: b[:4] + bytes(4))
+    with pytest.raises(
+        DataCorruptError, match=r"t10k-images-idx3-ubyte is empty or corrupt: its header says it holds 0 images$"
+    ):
+        load_mnist(tmp_path, train=False)
+
+
+def _not_a_file(kind, path):
+    """Put something that is not a regular file at `path`."""
+    path.unlink()
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink-loop":
+        path.symlink_to(path.name)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "dangling-symlink":
+        path.symlink_to(path.parent / "gone")
+
+
+NOT_A_FILE = [
+    ("directory", "is a directory, not a regular file"),
+    ("fifo", r"is a FIFO \(named pipe\), not a regular file"),
+    ("symlink-loop", "cannot be read: Too many levels of symbolic links"),
+    ("dev-zero", "is a character device, not a regular file"),
+    ("dangling-symlink", r"is a symbolic link to a missing file \(.*gone\)"),
+]
+unix_only = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs, /dev/zero and symlinks are Unix's")
+
+
+@pytest.fixture
+def no_blocking():
+    """Fail instead of hanging if a test opens a FIFO or reads /dev/zero."""
+
+    def stuck(*_):
+        raise TimeoutError("blocked reading a data file")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@unix_only
+@pytest.mark.parametrize("download", [False, True])
+@pytest.mark.parametrize("name", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+@pytest.mark.parametrize("kind, message", NOT_A_FILE, ids=[k for k, _ in NOT_A_FILE])
+def test_an_mnist_path_that_is_not_a_file_says_what_it_is(
+    tmp_path, mnist_root, no_blocking, kind, message, name, download
+):
+    shutil.copytree(mnist_root, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "MNIST" / "raw" / name
+    _not_a_file(kind, path)
+    with pytest.raises(DataCorruptError, match=f"^MNIST file {re.escape(str(path))} {message}") as info:
+        load_mnist(tmp_path, train=True, download=download)  # the t10k file is looked at too
+    assert "download" not in str(info.value) and "\n" not in str(info.value)
+
+
+@unix_only
+@pytest.mark.parametrize("standin", [False, True])
+@pytest.mark.parametrize("kind, message", NOT_A_FILE, ids=[k for k, _ in NOT_A_FILE])
+def test_a_cifar_path_that_is_not_a_file_says_what_it_is(tmp_path, cifar_root, no_blocking, kind, message, standin):
+    shutil.copytree(cifar_root, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    _not_a_file(kind, path)
+    with pytest.raises(DataCorruptError, match=f"^CIFAR-10 (stand-in )?file {re.escape(str(path))} {message}"):
+        load_cifar10(tmp_path, standin=standin)
 
 
 def test_missing_data_is_one_clear_line(tmp_path):
@@ -196,22 +321,28 @@ def test_to_tensors_decodes_the_dataset_once(cifar_root):
 def test_bad_inputs():
     with pytest.raises(ValueError, match=r"dataset: expected one of \('mnist', 'cifar10'\), got 'svhn'"):
         get_dataloaders("svhn", "data")
-    with pytest.raises(ValueError, match="batch_size: expected a positive int, got 0"):
+    with pytest.raises(ValueError, match="batch_size: expected an int >= 1, got 0"):
         get_dataloaders("mnist", "data", batch_size=0)
     with pytest.raises(TypeError, match="root: expected a folder path"):
         load_mnist(42)
-    with pytest.raises(ValueError, match="num_train: expected a positive int, got 0"):
+    with pytest.raises(ValueError, match="num_train: expected an int >= 1, got 0"):
         write_standin_mnist("unused", num_train=0)
     with pytest.raises(ValueError, match="pad: only MNIST is padded"):
         get_dataloaders("cifar10", "data", pad=2)
     with pytest.raises(ValueError, match=r"pad: expected an int >= 0 \(pixels added on each side\), got -2"):
         get_dataloaders("mnist", "data", pad=-2, in_memory=True)
-    with pytest.raises(DataNotFoundError, match="CIFAR-10 stand-in file .*data_batch_1 not found; write it with write_standin_cifar10"):
+    with pytest.raises(
+        DataNotFoundError, match="CIFAR-10 stand-in file .*data_batch_1 not found; write it with write_standin_cifar10"
+    ):
         load_cifar10(Path("nowhere"), standin=True, download=True)
     with pytest.raises(ValueError, match="X, y: expected the same length, got 3 and 2"):
         TensorLoader(torch.zeros(3), torch.zeros(2))
     with pytest.raises(TypeError, match="X, y: expected torch.Tensors, got ndarray"):
         TensorLoader(np.zeros(3), torch.zeros(3))
+    with pytest.raises(TypeError, match="batch_size: expected an int, got True"):
+        TensorLoader(torch.zeros(3), torch.zeros(3), batch_size=True)
+    with pytest.raises(TypeError, match="num_test: expected an int, got 2.0"):
+        write_standin_mnist("unused", num_test=2.0)
 
 
 def test_mnist_padding_from_the_input_shape():
@@ -236,4 +367,6 @@ def test_lenet5_border_is_the_background(mnist_root, in_memory):
     border = images[:, 0][:, frame]
     torch.testing.assert_close(border, torch.full_like(border, MNIST_BACKGROUND), rtol=0, atol=1e-6)
     # The digit's own black corner is the same value: no frame shows.
-    torch.testing.assert_close(images[:, 0, 2, 2], torch.full_like(images[:, 0, 2, 2], MNIST_BACKGROUND), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        images[:, 0, 2, 2], torch.full_like(images[:, 0, 2, 2], MNIST_BACKGROUND), rtol=0, atol=1e-6
+    )

@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from benchmarks.distributed import cpu_command, page_argv, page_commands, page_fences, python_argv
 from cnnlesson import distributed
 from cnnlesson.cli import build_parser
-from cnnlesson.data import TensorLoader, write_standin_mnist
+from cnnlesson.data import TensorLoader
 from cnnlesson.models import MNISTNet
+from cnnlesson.standin import write_standin_mnist
 from cnnlesson.train import load_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,8 +20,8 @@ from simulated_accelerator import SIMULATED, DeviceMixError, simulated_gpu
 from test_docs import BLOCKS, DOCS, collect, read_cifar10_as_standin, run_block
 
 from cnnlesson import cli
-from cnnlesson.data import write_standin_cifar10, write_standin_mnist
 from cnnlesson.models import MNISTNet
+from cnnlesson.standin import write_standin_cifar10, write_standin_mnist
 
 pytestmark = pytest.mark.simulated_gpu
 

@@ -168,7 +168,9 @@ TABLES: dict[str, Table] = {
     "machine": Table("machine", [("what", "{name}"), ("value", lambda row: _machine_value(row["value"]))],
                      rows=lambda part: [{"name": key, "value": value} for key, value in part.items()]),
     "conv-grid": Table("conv.grid", [("layer", "{layer}"), ("input (N×C×H×W)", _shape), ("filters", _filters), *RATIO,
-                                     ("its matrix product alone ÷ torch", "{product_ratio:.2f}×")]),
+                                     ("its matrix product alone ÷ torch", "{product_ratio:.2f}×"),
+                                     ("conv2d ÷ its product (spread)", lambda row: f"{row['over_product']:.2f}× "
+                                      f"({row['over_product_range'][0]:.2f}–{row['over_product_range'][1]:.2f})")]),
     "conv-threads": Table("conv.by_threads", [("threads, each library", "{threads}"), ("input (N×C×H×W)", _shape), *RATIO]),
     "conv-loop": Table("conv.loop", [
         ("image", lambda row: "×".join(map(str, row["image"]))),
