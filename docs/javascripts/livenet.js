@@ -30,30 +30,45 @@
     ["fc2.weight", [10, 128]], ["fc2.bias", [10]],
   ];
 
-  // nn.Conv2d(inChannels, outChannels, 3, padding=1) on one (inChannels, h, w) image.
+  // nn.Conv2d(inChannels, outChannels, 3, padding=1) on one (inChannels, h, w) image,
+  // as im2col and dot products (cnnlesson.conv does the same in NumPy).
   function conv2d(x, inChannels, h, w, weight, bias, outChannels) {
-    const out = new Float32Array(outChannels * h * w);
-    const acc = new Float64Array(h * w);
-    for (let o = 0; o < outChannels; o++) {
-      acc.fill(bias[o]);
-      for (let c = 0; c < inChannels; c++) {
-        const plane = c * h * w;
-        for (let ky = 0; ky < 3; ky++) {
-          for (let kx = 0; kx < 3; kx++) {
-            const k = weight[((o * inChannels + c) * 3 + ky) * 3 + kx];
-            const dy = ky - 1, dx = kx - 1;  // padding=1: the kernel's centre sits on the output pixel
-            // Only output pixels whose input pixel (i + dy, j + dx) is inside the image;
-            // the padding's zeros add nothing.
-            const i0 = Math.max(0, -dy), i1 = Math.min(h, h - dy);
-            const j0 = Math.max(0, -dx), j1 = Math.min(w, w - dx);
-            for (let i = i0; i < i1; i++) {
-              const row = i * w, src = plane + (i + dy) * w + dx;
-              for (let j = j0; j < j1; j++) acc[row + j] += k * x[src + j];
+    // im2col: for each output pixel, the inChannels x 3 x 3 input values under the
+    // kernel, in the weight's own order; zeros where the kernel hangs over the padding.
+    const K = inChannels * 9, cols = new Float32Array(h * w * K);
+    for (let i = 0; i < h; i++) {
+      for (let j = 0; j < w; j++) {
+        let q = (i * w + j) * K;
+        for (let c = 0; c < inChannels; c++) {
+          for (let r = i - 1; r <= i + 1; r++) {
+            for (let s = j - 1; s <= j + 1; s++, q++) {
+              cols[q] = r >= 0 && r < h && s >= 0 && s < w ? x[(c * h + r) * w + s] : 0;
             }
           }
         }
       }
-      out.set(acc, o * h * w);
+    }
+    // Each output value: one filter's K weights times one pixel's K inputs, plus the bias.
+    // Four pixels at a time (h * w is a multiple of 4 here): four independent sums
+    // keep the processor busy, each still added up in the same order.
+    const n = h * w, out = new Float32Array(outChannels * n);
+    for (let o = 0; o < outChannels; o++) {
+      const f = o * K;
+      for (let p = 0; p < n; p += 4) {
+        const q0 = p * K, q1 = q0 + K, q2 = q1 + K, q3 = q2 + K;
+        let s0 = bias[o], s1 = s0, s2 = s0, s3 = s0;
+        for (let t = 0; t < K; t++) {
+          const k = weight[f + t];
+          s0 += k * cols[q0 + t];
+          s1 += k * cols[q1 + t];
+          s2 += k * cols[q2 + t];
+          s3 += k * cols[q3 + t];
+        }
+        out[o * n + p] = s0;
+        out[o * n + p + 1] = s1;
+        out[o * n + p + 2] = s2;
+        out[o * n + p + 3] = s3;
+      }
     }
     return out;
   }
@@ -80,12 +95,26 @@
   }
 
   // nn.Linear: weight (outFeatures, inFeatures) times x, plus bias.
+  // Four output features at a time (as conv2d: four independent sums; 128 and 10 rows
+  // are handled as 4 + 4 + ... + the rest).
   function linear(x, weight, bias) {
-    const n = x.length, out = new Float32Array(bias.length);
-    for (let o = 0; o < bias.length; o++) {
+    const n = x.length, m = bias.length, out = new Float32Array(m);
+    let o = 0;
+    for (; o + 4 <= m; o += 4) {
+      const r0 = o * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n;
+      let s0 = bias[o], s1 = bias[o + 1], s2 = bias[o + 2], s3 = bias[o + 3];
+      for (let i = 0; i < n; i++) {
+        const v = x[i];
+        s0 += weight[r0 + i] * v;
+        s1 += weight[r1 + i] * v;
+        s2 += weight[r2 + i] * v;
+        s3 += weight[r3 + i] * v;
+      }
+      out[o] = s0; out[o + 1] = s1; out[o + 2] = s2; out[o + 3] = s3;
+    }
+    for (; o < m; o++) {
       let sum = bias[o];
-      const row = o * n;
-      for (let i = 0; i < n; i++) sum += weight[row + i] * x[i];
+      for (let i = 0; i < n; i++) sum += weight[o * n + i] * x[i];
       out[o] = sum;
     }
     return out;
