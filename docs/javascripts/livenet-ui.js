@@ -81,7 +81,7 @@
     const pad = el("canvas", { className: "livenet-pad", width: PAD, height: PAD, "data-testid": "pad",
       role: "img", "aria-label": "Drawing pad: draw one digit here with a mouse, a finger or a pen" });
     const ctx = pad.getContext("2d", { willReadFrequently: true });
-    const clearButton = el("button", { type: "button", className: "md-button livenet-clear", "data-testid": "clear", text: "Clear" });
+    const clearButton = el("button", { type: "button", className: "md-button md-button--primary livenet-clear", "data-testid": "clear", text: "Clear" });
     const pickId = id("pick");
     const picker = el("select", { id: pickId, "data-testid": "pick" }, [el("option", { value: "", text: "(your drawing)" })]);
     digits.labels.forEach((label, k) => {
