@@ -306,7 +306,7 @@ def test_clicking_a_map_selects_its_unit(live):
     box = canvas.bounding_box()
     canvas.click(position={"x": box["width"] * 3.5 / 14, "y": box["height"] * 11.5 / 14})
     assert api(live, "state")["selected"] == {"layer": "conv2", "map": 9, "row": 11, "col": 3}
-    assert live.locator('[data-testid="rf"]').get_attribute("data-rf") == "19 27 3 11"
+    assert live.locator('[data-testid="rf"]').get_attribute("data-rf") == "19 26 3 10"  # conv2 row 11: input rows 2*11-3 to 2*11+4
 
 
 # ---- keyboard, palettes, phone, paper, offline ---------------------------------------------------
@@ -314,6 +314,7 @@ def test_clicking_a_map_selects_its_unit(live):
 
 def test_keyboard_only(live):
     """Pick a digit, move between units and read the prediction, with keys alone."""
+    api(live, "select", "conv1", 3, 12, 12)  # a known start, whatever the tests before left
     live.locator('[data-testid="clear"]').focus()
     live.keyboard.press("Tab")
     assert live.evaluate("document.activeElement.dataset.testid") == "pick"

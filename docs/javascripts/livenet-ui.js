@@ -404,7 +404,9 @@
       }),
     };
     pick(digits.labels.indexOf(3) >= 0 ? digits.labels.indexOf(3) : 0);  // start on a held-out 3
-    select("conv1", 0, 14, 14);
+    // ...with the strongest conv1 unit selected: its arithmetic ends in a value above 0.
+    const strongest = LiveNet.argmax(last.acts.conv1);
+    select("conv1", Math.floor(strongest / 784), Math.floor((strongest % 784) / 28), strongest % 28);
   }
 
   // ---- page wiring: load the weights once, then build each widget ----------------------------
