@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import statistics
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -100,16 +101,10 @@ def write_asset(path: Path, net: MNISTNet, X: torch.Tensor, y: torch.Tensor, fir
     return {"run": run, "picker_digits": len(chosen)}
 
 
-def browser_check(net: MNISTNet, X: torch.Tensor, y: torch.Tensor, asset: Path, quick: bool) -> dict:
-    """Run livenet.js with the asset's weights on every digit of X in headless Chromium, and time it."""
-    if not Path(CHROMIUM).exists():
-        return {"skipped": f"Chromium not found at {CHROMIUM}"}
+def _in_chromium(images: str, asset: Path, rounds: int) -> tuple[list, list, str]:
+    """livenet.js's logits for base64 float32 images, and `rounds` timed forward passes."""
     from playwright.sync_api import sync_playwright
 
-    with torch.no_grad():
-        torch_logits = net.eval()(X.cpu()).numpy()
-    images = base64.b64encode(X.cpu().numpy().astype("<f4").tobytes()).decode("ascii")
-    rounds = 30 if quick else 300
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         try:
@@ -140,6 +135,21 @@ def browser_check(net: MNISTNet, X: torch.Tensor, y: torch.Tensor, asset: Path, 
             version = browser.version
         finally:
             browser.close()
+    return logits, times, version
+
+
+def browser_check(net: MNISTNet, X: torch.Tensor, y: torch.Tensor, asset: Path, quick: bool) -> dict:
+    """Run livenet.js with the asset's weights on every digit of X in headless Chromium, and time it."""
+    if not Path(CHROMIUM).exists():
+        return {"skipped": f"Chromium not found at {CHROMIUM}"}
+    with torch.no_grad():
+        torch_logits = net.eval()(X.cpu()).numpy()
+    images = base64.b64encode(X.cpu().numpy().astype("<f4").tobytes()).decode("ascii")
+    rounds = 30 if quick else 300
+    # In a thread of its own: Playwright's sync API refuses to start in a thread that already
+    # runs an event loop (a test session's browser, when the tests run --quick).
+    with ThreadPoolExecutor(1) as pool:
+        logits, times, version = pool.submit(_in_chromium, images, asset, rounds).result()
     logits = np.asarray(logits, dtype=np.float64)
     labels = y.cpu().numpy()
     browser_pred, torch_pred = logits.argmax(axis=1), torch_logits.argmax(axis=1)

@@ -408,3 +408,17 @@ def test_offline_copy_draws_predicts_and_shows_every_layer(browser, offline_site
     finally:
         context.close()
     assert not problems, "browser problems:\n" + "\n".join(problems)
+
+
+def test_benchmark_browser_check_beside_the_test_browser(live, mnist_root, tmp_path):
+    """The benchmark's own Chromium run (accuracy, time) works inside a session that already drives a browser."""
+    torch.manual_seed(1)
+    net = MNISTNet().eval()
+    _, test_loader = get_dataloaders("mnist", mnist_root, in_memory=True, device="cpu")
+    X, y = test_loader.X[:40], test_loader.y[:40]
+    asset = tmp_path / livenet.ASSET
+    livenet.write_asset(asset, net, X, y, first_index=0)
+    check = livenet.browser_check(net, X, y, asset, quick=True)
+    assert check["digits"] == 40 and check["same_class"] == 40
+    assert check["browser_accuracy"] == check["torch_accuracy"] and check["max_logit_difference"] <= 1e-4
+    assert check["forward_rounds"] == 30 and check["forward_ms"] > 0
