@@ -101,7 +101,8 @@
     const rfBox = el("div", { className: "livenet-rf", "data-testid": "rf" });
     const inputBox = el("figure", { className: "livenet-input-box" }, [
       el("div", { className: "livenet-stack" }, [inputCanvas, rfBox]),
-      el("figcaption", { text: "What the network gets: 28×28 pixels. The frame marks the selected unit's receptive field." }),
+      el("figcaption", {}, ["What the network gets: 28×28 pixels.",
+        el("span", { className: "livenet-screen-only", text: " The frame marks the selected unit's receptive field." })]),
     ]);
 
     // ---- the prediction ----------------------------------------------------------------------
