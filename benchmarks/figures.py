@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision import datasets  # noqa: E402
 
+from benchmarks import livenet  # noqa: E402
 from benchmarks.realdata import MISSING, real_mnist_root  # noqa: E402
 from cnnlesson.conv import conv2d_numpy  # noqa: E402
 from cnnlesson.data import TensorLoader, get_dataloaders  # noqa: E402
@@ -127,4 +128,5 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
             "untrained_share": round(sum(c >= SOBEL_THRESHOLD for c in untrained) / len(untrained), 4),
         },
         "figures": list(FIGURES),
+        "livenet": livenet.export(net, test_loader, out_dir, quick=quick, first_index=len(train_loader.X)),
     }

@@ -1,0 +1,424 @@
+"""The feature-maps page's live network, in real Chromium, against PyTorch's MNISTNet.
+
+The page's JavaScript (docs/javascripts/livenet*.js) runs the lesson's
+MNISTNet forward pass and MNIST's preprocessing; these tests hold it to
+`cnnlesson.models.MNISTNet` and `cnnlesson.digits.preprocess`, and check
+that a reader can use it: drawing with pointer events, the keyboard, a
+phone, the offline copy from file://, both palettes (axe-core), and paper.
+
+Tests that need MNIST's real digits (../shared) skip without them, saying so.
+
+    pytest tests/test_livenet.py -q            # needs /usr/bin/chromium
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from explorer_page import MATHJAX
+
+from benchmarks import livenet
+from benchmarks.realdata import MISSING, real_mnist_root
+from cnnlesson.data import get_dataloaders
+from cnnlesson.digits import preprocess
+from cnnlesson.models import MNISTNet
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSET = ROOT / "docs" / "results" / livenet.ASSET
+LAYERS = ("conv1", "pool1", "conv2", "pool2", "fc1", "logits")
+PAD = 280
+
+
+def torch_layers(net: MNISTNet, X: torch.Tensor) -> dict[str, np.ndarray]:
+    """Every layer's output of MNISTNet.forward, as the page draws them."""
+    with torch.no_grad():
+        conv1 = F.relu(net.conv1(X))
+        pool1 = net.pool1(conv1)
+        conv2 = F.relu(net.conv2(pool1))
+        pool2 = net.pool2(conv2)
+        fc1 = F.relu(net.fc1(pool2.view(-1, 64 * 7 * 7)))
+        logits = net.fc2(fc1)
+    assert torch.equal(logits, net(X)), "these layers are not MNISTNet.forward"
+    out = dict(zip(LAYERS, (conv1, pool1, conv2, pool2, fc1, logits)))
+    return {k: v.reshape(len(X), -1).numpy() for k, v in out.items()}
+
+
+def b64(array: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
+
+
+# Runs the page's forward pass on base64 float32 images with base64 weights; every layer back.
+JS_FORWARD = """([weights, images, layers]) => {
+  const net = LiveNet.decode(weights);
+  const all = new Float32Array(LiveNet.bytesOf(images).buffer), out = [];
+  for (let k = 0; k < all.length / 784; k++) {
+    const acts = LiveNet.forward(net, all.subarray(k * 784, (k + 1) * 784));
+    out.push(Object.fromEntries(layers.map((name) => [name, Array.from(acts[name])])));
+  }
+  return out;
+}"""
+
+
+@pytest.fixture(scope="module")
+def recorded_net() -> MNISTNet:
+    """The recorded run's MNISTNet, read back from the page's weights asset."""
+    return livenet.decode_weights(livenet.read_asset(ASSET)["weights"])
+
+
+@pytest.fixture(scope="module")
+def real_test_split(tmp_path_factory):
+    """The recorded run's 2,000 held-out real digits (normalised) and labels; skips without ../shared."""
+    root = real_mnist_root(tmp_path_factory.mktemp("real-mnist"))
+    if root is None:
+        pytest.skip(f"needs MNIST's real digits: {MISSING}")
+    _, test_loader = get_dataloaders("mnist", root, in_memory=True, device="cpu")
+    return test_loader.X, test_loader.y
+
+
+def _open(page, url: str):
+    page.route(MATHJAX, lambda route: route.fulfill(body="", content_type="text/javascript"))
+    page.goto(url)
+    page.locator(".livenet.livenet-ready").wait_for(timeout=30000)
+    page.wait_for_function("document.querySelector('.livenet').dataset.predicted !== undefined")
+    return page
+
+
+@pytest.fixture(scope="module")
+def live(browser, site_url, watch_browser):
+    """The feature-maps page with its live network started, shared by this module's tests."""
+    problems: list[str] = []
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    watch_browser(page, problems)
+    _open(page, site_url + "feature-maps/")
+    yield page
+    context.close()
+    assert not problems, "browser problems:\n" + "\n".join(problems)
+
+
+def api(page, call: str, *args):
+    """Call root.livenet.<call>(...args) on the page's widget."""
+    return page.evaluate(f"args => document.querySelector('.livenet').livenet.{call}(...args)", list(args))
+
+
+# ---- agreement with PyTorch ---------------------------------------------------------------------
+
+
+def test_forward_matches_torch_on_seeded_weights(live, mnist_root):
+    """Seeded weights injected by the test, stand-in digits: every layer as PyTorch computes it."""
+    torch.manual_seed(0)
+    net = MNISTNet().eval()
+    _, test_loader = get_dataloaders("mnist", mnist_root, in_memory=True, device="cpu")
+    X = test_loader.X[:12]
+    js = live.evaluate(JS_FORWARD, [livenet.encode_weights(net), b64(X.numpy(), "<f4"), list(LAYERS)])
+    ref = torch_layers(net, X)
+    for name in LAYERS:
+        got = np.array([digit[name] for digit in js], dtype=np.float64)
+        tol = 1e-4 if name == "logits" else 1e-5
+        assert np.abs(got - ref[name]).max() <= tol, f"{name}: max difference {np.abs(got - ref[name]).max():.2e}"
+    assert (np.array([d["logits"] for d in js]).argmax(1) == ref["logits"].argmax(1)).all()
+
+
+def test_forward_matches_torch_on_the_recorded_run(live, recorded_net, real_test_split):
+    """The recorded weights on all 2,000 held-out real digits: the same logits, classes and accuracy."""
+    X, y = real_test_split
+    js = live.evaluate(JS_FORWARD, [livenet.read_asset(ASSET)["weights"], b64(X.numpy(), "<f4"), ["logits"]])
+    logits = np.array([d["logits"] for d in js])
+    ref = torch_layers(recorded_net, X)["logits"]
+    assert np.abs(logits - ref).max() <= 1e-4
+    assert (logits.argmax(1) == ref.argmax(1)).all()
+    browser_accuracy = float((logits.argmax(1) == y.numpy()).mean())
+    assert browser_accuracy == float((ref.argmax(1) == y.numpy()).mean())
+    # And the run that results.json records is this one.
+    import json
+
+    record = json.loads((ROOT / "docs" / "results" / "results.json").read_text("utf-8"))["figures"]
+    assert round(browser_accuracy, 4) == record["final_test_accuracy"]
+    assert record["livenet"]["browser"]["browser_accuracy"] == round(browser_accuracy, 4)
+
+
+def test_every_layer_of_the_page_matches_torch_for_the_picked_digit(live, recorded_net):
+    """What the page shows for a picked digit (unit values, conv1's arithmetic) is PyTorch's number."""
+    asset = livenet.read_asset(ASSET)
+    pixels = np.frombuffer(base64.b64decode(asset["digits"]["pixels"]), dtype=np.uint8).reshape(-1, 28, 28)
+    api(live, "pick", 1)
+    X = torch.from_numpy((pixels[1] / 255.0 - 0.1307) / 0.3081).float()[None, None]
+    ref = torch_layers(recorded_net, X)
+    state = api(live, "state")
+    assert np.abs(np.array(state["logits"]) - ref["logits"][0]).max() <= 1e-4
+    assert state["predicted"] == int(ref["logits"][0].argmax())
+    for layer, size, map_, row, col in [("conv1", 28, 4, 10, 12), ("pool1", 14, 7, 5, 6), ("conv2", 14, 20, 7, 7),
+                                        ("pool2", 7, 33, 3, 2), ("fc1", 1, 77, 0, 0)]:
+        api(live, "select", layer, map_, row, col)
+        shown = float(live.locator(".livenet").get_attribute("data-unit-value"))
+        assert abs(shown - ref[layer][0][(map_ * size + row) * size + col]) <= 1e-5, layer
+    # conv1: patch x kernel = products; their sum + bias = the value on the map.
+    api(live, "select", "conv1", 4, 10, 12)
+
+    def grid(testid):
+        cells = live.locator(f'[data-testid="{testid}"] td')
+        return np.array([float(v) for v in cells.evaluate_all("tds => tds.map(td => td.dataset.value)")])
+
+    patch, kernel, products = grid("unit-patch"), grid("unit-kernel"), grid("unit-products")
+    np.testing.assert_allclose(patch, X[0, 0, 9:12, 11:14].numpy().ravel(), atol=1e-6)
+    np.testing.assert_allclose(kernel, recorded_net.conv1.weight[4, 0].detach().numpy().ravel(), atol=1e-7)
+    np.testing.assert_allclose(products, patch * kernel, atol=1e-9)
+    total, bias, z, value = (float(v) for v in live.locator('[data-testid="unit-sum-line"] span').evaluate_all(
+        "spans => spans.map(s => s.dataset.value)"))
+    assert total == pytest.approx(products.sum(), abs=1e-9) and z == pytest.approx(total + bias, abs=1e-9)
+    assert value == pytest.approx(max(z, 0.0), abs=1e-12)
+    assert value == pytest.approx(ref["conv1"][0][(4 * 28 + 10) * 28 + 12], abs=1e-5)
+
+
+# ---- preprocessing and drawing ------------------------------------------------------------------
+
+STROKES = {  # in pad pixels: a large 3, a small off-centre 1, a wide 7 near the edge
+    "three": [[(70, 60), (150, 40), (200, 80), (140, 135), (210, 180), (150, 240), (70, 220)]],
+    "one": [[(230, 30), (235, 110)]],
+    "seven": [[(10, 150), (270, 150), (120, 270)], [(60, 210), (200, 205)]],
+}
+
+
+def _draw(page, strokes) -> None:
+    """Draw polylines on the pad with the mouse (pointer events), in pad pixels."""
+    box = page.locator('[data-testid="pad"]').bounding_box()
+    scale = box["width"] / PAD
+    for stroke in strokes:
+        x, y = stroke[0]
+        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=8)
+        page.mouse.up()
+
+
+@pytest.mark.parametrize("name", sorted(STROKES))
+def test_preprocessing_matches_python(live, name):
+    live.locator('[data-testid="clear"]').click()
+    assert api(live, "state")["empty"]
+    _draw(live, STROKES[name])
+    ink = np.array(api(live, "ink")).reshape(PAD, PAD)
+    state = api(live, "state")
+    assert ink.sum() > 100 and not state["empty"]
+    got = np.array(state["input"]).reshape(28, 28)
+    assert np.abs(got - preprocess(ink)).max() <= 1e-3
+
+
+def test_drawn_like_a_person(live, recorded_net, real_test_split):
+    """200 real held-out digits placed on the pad larger and off-centre: the model still reads >= 95 %."""
+    X, y = real_test_split
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(X), 200, replace=False)
+    pixels = livenet.as_bytes(X[chosen])
+    sizes = rng.integers(120, 281, 200)  # the digit's 28x28 frame drawn 120-280 pad pixels wide
+    places = [(int(rng.integers(0, PAD - s + 1)), int(rng.integers(0, PAD - s + 1))) for s in sizes]
+    predicted = live.evaluate("""([pixels, places, sizes]) => {
+      const root = document.querySelector('.livenet'), all = LiveNet.bytesOf(pixels), out = [];
+      for (let k = 0; k < sizes.length; k++) {
+        root.livenet.placeDigit(all.subarray(784 * k, 784 * (k + 1)), places[k][0], places[k][1], sizes[k]);
+        out.push(root.livenet.state().predicted);
+      }
+      return out;
+    }""", [b64(pixels, "u1"), places, [int(s) for s in sizes]])
+    accuracy = float((np.array(predicted) == y[chosen].numpy()).mean())
+    assert accuracy >= 0.95, f"the model read {accuracy:.1%} of 200 digits drawn large and off-centre"
+
+
+def test_touch_and_pen_draw_too(live):
+    live.locator('[data-testid="clear"]').click()
+    for kind, (x0, x1) in (("touch", (60, 220)), ("pen", (140, 140))):
+        live.evaluate("""([kind, x0, x1]) => {
+          const pad = document.querySelector('[data-testid="pad"]'), box = pad.getBoundingClientRect();
+          const at = (x, y) => ({pointerType: kind, pointerId: 7, bubbles: true, isPrimary: true,
+                                  clientX: box.left + x * box.width / 280, clientY: box.top + y * box.height / 280});
+          pad.dispatchEvent(new PointerEvent('pointerdown', at(x0, 40)));
+          pad.dispatchEvent(new PointerEvent('pointermove', at((x0 + x1) / 2, 140)));
+          pad.dispatchEvent(new PointerEvent('pointermove', at(x1, 240)));
+          pad.dispatchEvent(new PointerEvent('pointerup', at(x1, 240)));
+        }""", [kind, x0, x1])
+    ink = np.array(api(live, "ink")).reshape(PAD, PAD)
+    assert ink[90, 100] > 0.5, "the touch stroke left no ink"  # on the line (60, 40) -> (140, 140)
+    assert ink[200, 140] > 0.5, "the pen stroke left no ink"  # on the line (140, 40) -> (140, 240)
+    assert not api(live, "state")["empty"]
+    assert "reads a" in live.locator('[data-testid="prediction"]').inner_text()
+
+
+# ---- receptive fields -----------------------------------------------------------------------------
+
+
+def gradient_support(layer: str, index: tuple[int, ...], samples: int = 256) -> np.ndarray:
+    """Input pixels where d(unit)/d(input) is non-zero for some input: the unit's receptive field.
+
+    Positive weights, biases and inputs keep every ReLU open; the union over
+    many random inputs lets every max-pool pass the gradient through each of
+    its four inputs.
+    """
+    torch.manual_seed(0)
+    net = MNISTNet()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_().add_(1e-3)
+    X = (0.1 + torch.rand(samples, 1, 28, 28)).requires_grad_()
+    acts = dict(zip(LAYERS, _layers_with_grad(net, X)))
+    unit = acts[layer][(slice(None), *index)]
+    (grad,) = torch.autograd.grad(unit.sum(), X)
+    return (grad != 0).any(dim=0)[0].numpy()
+
+
+def _layers_with_grad(net, X):
+    conv1 = F.relu(net.conv1(X))
+    pool1 = net.pool1(conv1)
+    conv2 = F.relu(net.conv2(pool1))
+    pool2 = net.pool2(conv2)
+    fc1 = F.relu(net.fc1(pool2.view(-1, 64 * 7 * 7)))
+    return conv1, pool1, conv2, pool2, fc1, net.fc2(fc1)
+
+
+UNITS = [("conv1", 0, 0, 0), ("conv1", 5, 14, 20), ("pool1", 3, 0, 13), ("pool1", 7, 6, 6),
+         ("conv2", 10, 0, 0), ("conv2", 20, 7, 9), ("pool2", 0, 0, 0), ("pool2", 63, 3, 6), ("fc1", 5, 0, 0)]
+
+
+@pytest.mark.parametrize("layer,map_,row,col", UNITS)
+def test_receptive_field_is_the_gradient_support(live, layer, map_, row, col):
+    api(live, "select", layer, map_, row, col)
+    r0, r1, c0, c1 = map(int, live.locator('[data-testid="rf"]').get_attribute("data-rf").split())
+    shown = np.zeros((28, 28), dtype=bool)
+    shown[r0 : r1 + 1, c0 : c1 + 1] = True
+    index = (map_,) if layer == "fc1" else (map_, row, col)
+    np.testing.assert_array_equal(shown, gradient_support(layer, index))
+    # The frame drawn over the input covers exactly those pixels.
+    box = live.locator('[data-testid="input"]').bounding_box()
+    frame = live.locator('[data-testid="rf"]').bounding_box()
+    px = box["width"] / 28
+    assert frame["x"] == pytest.approx(box["x"] + c0 * px, abs=1) and frame["width"] == pytest.approx((c1 - c0 + 1) * px, abs=1)
+    assert frame["y"] == pytest.approx(box["y"] + r0 * px, abs=1) and frame["height"] == pytest.approx((r1 - r0 + 1) * px, abs=1)
+
+
+def test_clicking_a_map_selects_its_unit(live):
+    canvas = live.locator('[data-testid="maps-conv2"] canvas[data-map="9"]')
+    box = canvas.bounding_box()
+    canvas.click(position={"x": box["width"] * 3.5 / 14, "y": box["height"] * 11.5 / 14})
+    assert api(live, "state")["selected"] == {"layer": "conv2", "map": 9, "row": 11, "col": 3}
+    assert live.locator('[data-testid="rf"]').get_attribute("data-rf") == "19 26 3 10"  # conv2 row 11: input rows 2*11-3 to 2*11+4
+
+
+# ---- keyboard, palettes, phone, paper, offline ---------------------------------------------------
+
+
+def test_keyboard_only(live):
+    """Pick a digit, move between units and read the prediction, with keys alone."""
+    api(live, "select", "conv1", 3, 12, 12)  # a known start, whatever the tests before left
+    live.locator('[data-testid="clear"]').focus()
+    live.keyboard.press("Tab")
+    assert live.evaluate("document.activeElement.dataset.testid") == "pick"
+    live.keyboard.press("ArrowDown")  # the first held-out digit
+    prediction = live.locator('[data-testid="prediction"]')
+    assert prediction.get_attribute("aria-live") == "polite"
+    assert not api(live, "state")["empty"] and "The network reads a" in prediction.inner_text()
+    live.keyboard.press("Tab")
+    assert live.evaluate("document.activeElement.dataset.testid") == "unit-layer"
+    live.keyboard.press("Tab")
+    assert live.evaluate("document.activeElement.dataset.testid") == "unit-map"
+    before = api(live, "state")["selected"]
+    live.keyboard.press("ArrowUp")
+    live.keyboard.press("Tab")
+    live.keyboard.press("ArrowDown")
+    after = api(live, "state")["selected"]
+    assert after == {**before, "map": before["map"] + 1, "row": before["row"] - 1}
+    assert f"map {after['map']}, row {after['row']}" in live.locator('[data-testid="unit-text"]').inner_text()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_in_the_widget(browser, site_url, scheme):
+    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
+    context = browser.new_context(color_scheme=scheme)
+    try:
+        page = _open(context.new_page(), site_url + "feature-maps/")
+        api(page, "select", "conv1", 3, 12, 12)  # the arithmetic tables shown too
+        page.evaluate(axe.Axe().axe_script)
+        violations = page.evaluate("async () => (await axe.run('.livenet', {resultTypes: ['violations']}))"
+                                   ".violations.map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))")
+    finally:
+        context.close()
+    assert not violations, violations
+
+
+def test_phone_no_sideways_scroll_and_touch_draws(browser, site_url):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    try:
+        page = _open(context.new_page(), site_url + "feature-maps/")
+        widths = page.evaluate("[document.documentElement.scrollWidth, document.querySelector('.livenet').scrollWidth]")
+        assert max(widths) <= 390, widths
+        assert page.locator('[data-testid="pad"]').evaluate("el => getComputedStyle(el).touchAction") == "none"
+        page.locator('[data-testid="clear"]').tap()
+        assert api(page, "state")["empty"]
+        page.locator('[data-testid="pad"]').tap(position={"x": 100, "y": 100})
+        assert not api(page, "state")["empty"]
+    finally:
+        context.close()
+
+
+def test_print_is_a_still_picture_with_a_sentence(live):
+    live.emulate_media(media="print")
+    try:
+        assert live.locator(".livenet-print").is_visible()
+        assert "still picture" in live.locator(".livenet-print").inner_text()
+        assert not live.locator('[data-testid="pad"] ~ .livenet-controls').is_visible()
+        assert not live.locator(".livenet-unit").is_visible()
+        for layer in ("conv1", "pool1", "conv2", "pool2", "fc1"):
+            assert live.locator(f'[data-testid="maps-{layer}"] canvas').first.is_visible()
+        assert live.locator('[data-testid="probs"]').is_visible()
+    finally:
+        live.emulate_media(media="screen")
+
+
+def test_offline_copy_draws_predicts_and_shows_every_layer(browser, offline_site, watch_browser):
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    watch_browser(page, problems)
+
+    def refuse(route):
+        problems.append(f"asked the network for {route.request.url}")
+        route.abort()
+
+    page.route("http://**/*", refuse)
+    page.route("https://**/*", refuse)
+    try:
+        page.goto((offline_site / "feature-maps.html").as_uri())
+        page.locator(".livenet.livenet-ready").wait_for(timeout=30000)
+        page.locator('[data-testid="clear"]').click()
+        _draw(page, STROKES["three"])
+        assert "The network reads a" in page.locator('[data-testid="prediction"]').inner_text()
+        lit = page.evaluate("""() => [...document.querySelectorAll('.livenet-maps')].map(grid =>
+          [...grid.querySelectorAll('canvas')].filter(c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            for (let i = 0; i < d.length; i += 4) if (d[i] !== d[0] || d[i + 1] !== d[1]) return true;
+            return false;
+          }).length)""")
+        assert len(lit) == 5 and all(n > 0 for n in lit), f"maps with something drawn, per layer: {lit}"
+        page.wait_for_timeout(100)
+    finally:
+        context.close()
+    assert not problems, "browser problems:\n" + "\n".join(problems)
+
+
+def test_benchmark_browser_check_beside_the_test_browser(live, mnist_root, tmp_path):
+    """The benchmark's own Chromium run (accuracy, time) works inside a session that already drives a browser."""
+    torch.manual_seed(1)
+    net = MNISTNet().eval()
+    _, test_loader = get_dataloaders("mnist", mnist_root, in_memory=True, device="cpu")
+    X, y = test_loader.X[:40], test_loader.y[:40]
+    asset = tmp_path / livenet.ASSET
+    livenet.write_asset(asset, net, X, y, first_index=0)
+    check = livenet.browser_check(net, X, y, asset, quick=True)
+    assert check["digits"] == 40 and check["same_class"] == 40
+    assert check["browser_accuracy"] == check["torch_accuracy"] and check["max_logit_difference"] <= 1e-4
+    assert check["forward_rounds"] == 30 and check["forward_ms"] > 0
