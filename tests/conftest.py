@@ -255,3 +255,9 @@ def clean_page(page):
     _watch(page, problems)
     yield page
     assert not problems, "browser problems:\n" + "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def offline_site(build_site, tmp_path_factory) -> Path:
+    """The offline copy (CNNLESSON_OFFLINE=true), built once per session, to open by file://."""
+    return build_site(tmp_path_factory.mktemp("site-offline"), env={"CNNLESSON_OFFLINE": "true"})

@@ -24,12 +24,6 @@ from cnnlesson.conv import conv2d
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="session")
-def offline_site(build_site, tmp_path_factory) -> Path:
-    """The offline copy, built once per session."""
-    return build_site(tmp_path_factory.mktemp("site-offline"), env={"CNNLESSON_OFFLINE": "true"})
-
-
 @pytest.fixture
 def reader(page, offline_site, watch_browser):
     """A browser tab allowed only file:// requests; fails the test on any browser problem."""
