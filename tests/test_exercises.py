@@ -88,7 +88,7 @@ def test_parse_is_forgiving_but_not_guessing(text, count, expected):
 
 
 def test_forms_a_learner_types():
-    assert verdict("mnist-3", "1,600")[0] == verdict("mnist-3", "1600")[0] == "correct"
+    assert verdict("mnist-2", "1,600")[0] == verdict("mnist-2", "1600")[0] == "correct"
     assert verdict("feature-maps-1", "64x14x14")[0] == "correct"
     assert verdict("feature-maps-1", "64×14×14")[0] == "correct"
     assert verdict("feature-maps-1", torch.Size([64, 14, 14]))[0] == "correct"
