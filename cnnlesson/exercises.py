@@ -211,7 +211,7 @@ EXERCISES: tuple[Exercise, ...] = (
                       "the flattened vector holds every channel: 64 maps of 3 × 3.")),
              "Follow the side through the three poolings, then multiply by the channels."),
     # mnist.md
-    Exercise("mnist-1", "Parameters of that layer",
+    Exercise("mnist-1", "Parameters of the layer that holds the most",
              lambda: count_parameters(MNISTNet().fc1),
              (Mistake("forgot the bias", lambda: count_parameters(nn.Linear(64 * 7 * 7, 128, bias=False)),
                       NO_BIAS + "Each of the 128 outputs of fc1 has one."),

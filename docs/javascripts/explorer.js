@@ -216,8 +216,9 @@
       lines.push("from cnnlesson.conv import conv2d", "",
         `x = ${pyArray(st.x, 4)}  # input, ${st.h}×${st.w}`,
         `k = ${pyArray(st.k, 4)}  # kernel, ${st.kh}×${st.kw}`);
-      ours = `conv2d(x[None, None], k[None, None], ${args})[0, 0]`;
-      theirs = `F.conv2d(torch.from_numpy(x)[None, None], torch.from_numpy(k)[None, None],\n` +
+      ours = `conv2d(x[None, None], k[None, None],\n              ${args})[0, 0]`;
+      theirs = "F.conv2d(torch.from_numpy(x)[None, None],\n" +
+        "                  torch.from_numpy(k)[None, None],\n" +
         `                  ${args})[0, 0].numpy()`;
     } else {
       const fn = st.pool === "max" ? "max_pool2d" : "avg_pool2d";
@@ -225,7 +226,8 @@
       lines.push(`from cnnlesson.conv import ${fn}`, "",
         `x = ${pyArray(st.x, 4)}  # input, ${st.h}×${st.w}`);
       ours = `${fn}(x[None, None], ${args})[0, 0]`;
-      theirs = `F.${fn}(torch.from_numpy(x)[None, None], ${args})[0, 0].numpy()`;
+      theirs = `F.${fn}(torch.from_numpy(x)[None, None],\n` +
+        `${" ".repeat(fn.length + 12)}${args})[0, 0].numpy()`;   // under "torch"
     }
     if (st.oh * st.ow > 1000) lines.push("np.set_printoptions(threshold=10_000)  # print every value");
     lines.push(`ours = ${ours}`, `theirs = ${theirs}`,
@@ -266,8 +268,8 @@
         text: "Copy as Python" }),
       copyStatus: el("span", { class: "cnnx-copy-status", "data-testid": "copy-status", role: "status",
         "aria-live": "polite" }),
-      python: el("pre", { class: "cnnx-python", "data-testid": "python", tabindex: 0, hidden: true,
-        "aria-label": "The explorer's state as Python" }),
+      // Focusable, so that a keyboard can scroll a long line into view.
+      python: el("pre", { class: "cnnx-python", "data-testid": "python", tabindex: 0, hidden: true }),
     };
     const controls = [field("Input", ui.inputPreset)];
     const texts = [field("Input numbers (rows = lines)", ui.inputText, "cnnx-field--text")];
