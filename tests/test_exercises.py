@@ -197,3 +197,14 @@ def test_notebook_check_cells_pass_with_solutions_and_fail_with_mistakes(offline
             assert out == "Not quite: " + mistake["hint"], (exercise_id, out)
         out = run_cell(source, exercise_id, as_text(wrong_answer(k)))
         assert out.startswith("Not yet.") and CORRECT not in out, (exercise_id, out)
+
+
+def test_every_exercises_section_asks_why():
+    """Not only arithmetic: each page's exercises ask at least one "why" question."""
+    pages = [p for p in sorted(DOCS.glob("*.md")) if "\n## Exercises\n" in p.read_text("utf-8")]
+    assert len(pages) >= 9
+    for page in pages:
+        section = page.read_text("utf-8").split("\n## Exercises\n", 1)[1]
+        questions = re.findall(r"^\*\*\d+\..*?(?=\n\n)", section, re.MULTILINE | re.DOTALL)
+        assert questions, page.name
+        assert any(re.search(r"\bwhy\b", q, re.IGNORECASE) for q in questions), page.name
