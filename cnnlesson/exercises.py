@@ -314,6 +314,8 @@ def numbers(value: object) -> Numbers:
         value = value.item()
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return (float(value),)
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 1:
+        value = value.tolist()
     if isinstance(value, (tuple, list, torch.Size)):
         return tuple(float(v) for v in value)
     raise TypeError(f"an answer key must be a number or a shape, got {type(value).__name__}: {value!r}")

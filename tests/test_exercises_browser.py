@@ -136,6 +136,7 @@ def _axe_script() -> str:
 
 
 def test_axe_finds_nothing_on_answered_boxes_in_both_palettes(browser, offline_site, box_pages):
+    """axe-core on every page with answer boxes, each verdict showing, and on its explorers with their Python open."""
     script = _axe_script()
     failures = []
     for scheme, material in PALETTES.items():
@@ -153,8 +154,11 @@ def test_axe_finds_nothing_on_answered_boxes_in_both_palettes(browser, offline_s
                     text = [typed_forms(kk["answer"]), typed_forms(kk["mistakes"][0]["value"]),
                             typed_forms(wrong_answer(kk))][k % 3]
                     answer(forms.nth(k), text)
+                # The explorer's Copy as Python, open, is audited with the boxes.
+                for copy in page.locator('[data-testid="copy-python"]').all():
+                    copy.click()
                 page.evaluate(script)
-                result = page.evaluate("""async () => (await axe.run({include: [['.cnn-answers']]},
+                result = page.evaluate("""async () => (await axe.run({include: [['.cnn-answers'], ['.cnn-explorer']]},
                     {resultTypes: ['violations']})).violations.map(v => v.id + ': ' + v.help + ' ' +
                     v.nodes.map(n => n.target.join(' ')).join(', '))""")
                 failures += [f"{name} [{scheme}] {v}" for v in result]
