@@ -18,6 +18,7 @@ Answers may be written as numbers (``3136``, ``"3,136"``) or shapes
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -85,7 +86,7 @@ def _flat_features(net: nn.Module, shape: tuple[int, ...]) -> int:
 def _blocks(channels: Sequence[int], padding: int = 1, ceil_mode: bool = False, pool_last: bool = True) -> nn.Sequential:
     """[Conv 3x3 -> ReLU -> MaxPool 2] blocks, channels[0] -> channels[1] -> ..."""
     layers: list[nn.Module] = []
-    pairs = list(zip(channels[:-1], channels[1:]))
+    pairs = list(itertools.pairwise(channels))
     for k, (c_in, c_out) in enumerate(pairs):
         layers += [nn.Conv2d(c_in, c_out, 3, padding=padding), nn.ReLU()]
         if pool_last or k < len(pairs) - 1:

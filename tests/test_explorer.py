@@ -350,7 +350,8 @@ def run_snippet(code: str, cwd: Path) -> str:
     imported = {alias.name for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(ast.parse(code)) if isinstance(node, ast.ImportFrom)}
     assert imported <= SNIPPET_IMPORTS, f"the snippet needs more than cnnlesson: {imported - SNIPPET_IMPORTS}"
-    proc = subprocess.run([sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=False)
     assert proc.returncode == 0, f"the copied code failed:\n{code}\n{proc.stderr}"
     return proc.stdout
 
