@@ -323,3 +323,69 @@ def test_palette_toggle_and_screenshots(explorer):
                            style=_NO_HEADER)
     assert ex.state()["current"] == {(1, 1)}  # state kept across the switch
 
+
+
+# ---- Copy as Python ----------------------------------------------------------------------------
+
+# Explorer states whose Python must print the grid the page shows: (mode, settings).
+COPY_STATES = [
+    ("conv", {}),                                                                      # the lesson's example
+    ("conv", {"input_preset": "digit", "kernel_preset": "sobel-x", "stride": 2, "padding": 1}),
+    ("conv", {"input_preset": "digit", "kernel_preset": "blur", "dilation": 2, "padding": 2}),  # 1/9 weights
+    ("conv", {"input_text": "1, 2.5, -3, 4, 0, 7\n-1 0 2 8 1 1\n3 3 3 -2 5 6\n0.5 1e1 -4 2 2 2",
+              "kernel_text": "1/2 -1 0\n2, 0.25, -3", "stride": 2, "padding": 1, "dilation": 2}),  # 2x3 kernel
+    ("pool", {"input_preset": "digit", "pool_kernel": 3, "stride": 2, "padding": 1}),
+    ("pool", {"input_preset": "digit", "pool_type": "avg", "pool_kernel": 2, "stride": 1}),
+]
+# What a snippet may import: cnnlesson and what `pip install cnnlesson` brings with it.
+SNIPPET_IMPORTS = {"numpy", "torch", "torch.nn.functional", "cnnlesson.conv"}
+
+
+def run_snippet(code: str, cwd: Path) -> str:
+    """Run pasted code in a fresh, isolated Python (-I: no PYTHONPATH, no script folder); its stdout."""
+    import ast
+    import subprocess
+    import sys
+
+    imported = {alias.name for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(ast.parse(code)) if isinstance(node, ast.ImportFrom)}
+    assert imported <= SNIPPET_IMPORTS, f"the snippet needs more than cnnlesson: {imported - SNIPPET_IMPORTS}"
+    proc = subprocess.run([sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, f"the copied code failed:\n{code}\n{proc.stderr}"
+    return proc.stdout
+
+
+def printed_grid(stdout: str, shape: tuple[int, int]) -> np.ndarray:
+    """The grid a snippet printed with print(ours), after its agreement line."""
+    first, _, rest = stdout.partition("\n")
+    assert first == "torch gives the same grid: True", stdout
+    values = [float(t) for t in re.sub(r"[\[\]]", " ", rest).split()]
+    return np.array(values).reshape(shape)
+
+
+@pytest.mark.parametrize(("mode", "settings"), COPY_STATES)
+def test_copy_as_python_prints_the_grid_the_page_shows(explorer, tmp_path, mode, settings):
+    ex = explorer(mode)
+    ex.set(**settings)
+    shown = ex.grid("output")
+    ex.tid("copy-python").click()
+    code = ex.tid("python").inner_text()
+    ex.root.locator('[data-testid="copy-status"]:not(:empty)').wait_for()  # copied, or: select the code shown
+    out = printed_grid(run_snippet(code, tmp_path), shown.shape)
+    np.testing.assert_allclose(out, shown, rtol=1e-7, atol=1e-7, err_msg=code)
+    # The code shown follows the settings while it is open.
+    padding = 0 if settings.get("padding") else 1
+    ex.set(padding=padding)
+    assert ex.tid("python").inner_text() != code and f"padding={padding}" in ex.tid("python").inner_text()
+
+
+def test_copy_as_python_reaches_the_clipboard(explorer):
+    ex = explorer("conv")
+    ex.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    ex.set(stride=2)
+    ex.tid("copy-python").focus()
+    ex.page.keyboard.press("Enter")  # from the keyboard
+    ex.tid("copy-status").filter(has_text="Copied").wait_for()
+    assert ex.page.evaluate("navigator.clipboard.readText()") == ex.tid("python").inner_text()
+    assert ex.tid("copy-status").get_attribute("aria-live") == "polite"

@@ -15,6 +15,10 @@
  *   - out = floor((n + 2p - d(k - 1) - 1) / s) + 1 for each spatial axis;
  *   - output (i, j) reads input (i*s - p + a*d, j*s - p + b*d) for a, b < k.
  *
+ * "Copy as Python" gives a short script with the current input, kernel and
+ * settings that computes the same grid with cnnlesson.conv and with
+ * torch.nn.functional and prints it (pythonSnippet below).
+ *
  * Plain JavaScript, no library, no build step. Colours come from
  * mkdocs-material's CSS variables (see stylesheets/explorer.css).
  * Tests find the parts by their data-testid attributes: keep them stable.
@@ -188,6 +192,50 @@
       `⌊(${n} + 2·${st.p} − ${st.d}·(${k} − 1) − 1) / ${st.s}⌋ + 1 = ${size}`;
   }
 
+  // ---- the current state as Python ------------------------------------------
+  // A number as Python reads it back to the same double: JavaScript's
+  // shortest round-trip form is also valid Python ("0.1111111111111111", "1e-7").
+  function pyNumber(v) {
+    return Number.isInteger(v) ? String(v) : String(v).replace("e+", "e");
+  }
+
+  function pyArray(rows, indent) {
+    const pad = " ".repeat(indent + 10);   // under the first "[" of "np.array(["
+    return "np.array([" + rows.map((row, i) =>
+      (i ? pad : "") + "[" + row.map(pyNumber).join(", ") + "]").join(",\n") + "], dtype=float)";
+  }
+
+  // A script that recomputes st's output grid with cnnlesson.conv and with
+  // torch.nn.functional, checks that they agree and prints the grid. It needs
+  // only `pip install cnnlesson` (which brings NumPy and PyTorch).
+  function pythonSnippet(st) {
+    const lines = ["import numpy as np", "import torch", "import torch.nn.functional as F"];
+    let ours, theirs;
+    if (st.mode === "conv") {
+      const args = `stride=${st.s}, padding=${st.p}, dilation=${st.d}`;
+      lines.push("from cnnlesson.conv import conv2d", "",
+        `x = ${pyArray(st.x, 4)}  # input, ${st.h}×${st.w}`,
+        `k = ${pyArray(st.k, 4)}  # kernel, ${st.kh}×${st.kw}`);
+      ours = `conv2d(x[None, None], k[None, None],\n              ${args})[0, 0]`;
+      theirs = "F.conv2d(torch.from_numpy(x)[None, None],\n" +
+        "                  torch.from_numpy(k)[None, None],\n" +
+        `                  ${args})[0, 0].numpy()`;
+    } else {
+      const fn = st.pool === "max" ? "max_pool2d" : "avg_pool2d";
+      const args = `kernel_size=${st.kh}, stride=${st.s}, padding=${st.p}`;
+      lines.push(`from cnnlesson.conv import ${fn}`, "",
+        `x = ${pyArray(st.x, 4)}  # input, ${st.h}×${st.w}`);
+      ours = `${fn}(x[None, None], ${args})[0, 0]`;
+      theirs = `F.${fn}(torch.from_numpy(x)[None, None],\n` +
+        `${" ".repeat(fn.length + 12)}${args})[0, 0].numpy()`;   // under "torch"
+    }
+    if (st.oh * st.ow > 1000) lines.push("np.set_printoptions(threshold=10_000)  # print every value");
+    lines.push(`ours = ${ours}`, `theirs = ${theirs}`,
+      `print("torch gives the same grid:", np.allclose(ours, theirs))`,
+      `print(ours)  # output, ${st.oh}×${st.ow}`);
+    return lines.join("\n") + "\n";
+  }
+
   // ---- one widget -----------------------------------------------------------
   function build(root) {
     const mode = root.dataset.mode === "pool" ? "pool" : "conv";
@@ -216,6 +264,12 @@
       calc: el("p", { class: "cnnx-calc", "data-testid": "calc", "aria-live": "polite", "aria-atomic": "true" }),
       formula: el("div", { class: "cnnx-formula", "data-testid": "formula" }),
       error: el("p", { class: "cnnx-error", "data-testid": "error", role: "alert", hidden: true }),
+      copy: el("button", { type: "button", class: "cnnx-btn", "data-testid": "copy-python",
+        text: "Copy as Python" }),
+      copyStatus: el("span", { class: "cnnx-copy-status", "data-testid": "copy-status", role: "status",
+        "aria-live": "polite" }),
+      // Focusable, so that a keyboard can scroll a long line into view.
+      python: el("pre", { class: "cnnx-python", "data-testid": "python", tabindex: 0, hidden: true }),
     };
     const controls = [field("Input", ui.inputPreset)];
     const texts = [field("Input numbers (rows = lines)", ui.inputText, "cnnx-field--text")];
@@ -256,6 +310,8 @@
       el("div", { class: "cnnx-steps" }, ui.prev, ui.play, ui.next, ui.position),
       ui.calc,
       ui.formula,
+      el("div", { class: "cnnx-copy" }, ui.copy, ui.copyStatus),
+      ui.python,
     );
 
     // Widget state: st is the last valid setting (null while there is an error).
@@ -333,7 +389,9 @@
         ui.outputCaption.textContent = "Output";
         ui.calc.textContent = "";
         ui.position.textContent = "";
-        for (const b of [ui.prev, ui.next, ui.play]) b.disabled = true;
+        for (const b of [ui.prev, ui.next, ui.play, ui.copy]) b.disabled = true;
+        ui.python.hidden = true;
+        ui.copyStatus.textContent = "";
         return;
       }
       st.out = [];
@@ -341,7 +399,8 @@
         st.out.push([]);
         for (let j = 0; j < st.ow; j++) st.out[i].push(outputValue(st, taps(st, i, j)));
       }
-      for (const b of [ui.prev, ui.next, ui.play]) b.disabled = false;
+      for (const b of [ui.prev, ui.next, ui.play, ui.copy]) b.disabled = false;
+      if (!ui.python.hidden) ui.python.textContent = pythonSnippet(st);   // it follows the settings
       drawGrids();
       step = Math.min(step, st.oh * st.ow - 1);
       showStep();
@@ -465,6 +524,22 @@
     ui.prev.addEventListener("click", () => { stop(); goTo(step - 1); });
     ui.next.addEventListener("click", () => { stop(); goTo(step + 1); });
     ui.play.addEventListener("click", () => (timer ? stop() : play()));
+    ui.copy.addEventListener("click", () => {
+      if (!st) return;
+      const code = pythonSnippet(st);
+      ui.python.textContent = code;
+      ui.python.hidden = false;
+      const shown = "The code is shown below: select it and copy it.";
+      // The clipboard may be refused (no permission, or a page opened from disk);
+      // the code stays on the page either way.
+      const clip = navigator.clipboard;
+      if (clip && clip.writeText) {
+        clip.writeText(code).then(() => { ui.copyStatus.textContent = "Copied: paste it into Python."; },
+          () => { ui.copyStatus.textContent = shown; });
+      } else {
+        ui.copyStatus.textContent = shown;
+      }
+    });
     ui.outputGrid.addEventListener("click", (event) => {
       const cell = event.target.closest(".cnnx-cell");
       if (cell && st) { stop(); goTo(Number(cell.dataset.row) * st.ow + Number(cell.dataset.col)); }
