@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 from torchvision.datasets.vision import VisionDataset
 
-from cnnlesson.device import get_device
+import cnnlesson.device
 from cnnlesson.files import atomic_path, write_text_atomic
 
 MNIST_MEAN = (0.1307,)
@@ -366,7 +366,7 @@ def get_dataloaders(
             raise ValueError(f"pad: only MNIST is padded (for LeNet-5), got pad={pad} with cifar10")
         train_data, test_data = (load_cifar10(root, train=t, download=download, standin=standin) for t in (True, False))
     if in_memory:
-        device = get_device(device)
+        device = cnnlesson.device.get_device(device)
         # MNIST's whole split is one uint8 tensor: transform it in one go, not image by image.
         decode = (lambda d: _mnist_tensors(d, pad, device)) if dataset == "mnist" else (lambda d: to_tensors(d, device))
         train_loader = TensorLoader(*decode(train_data), batch_size=batch_size, shuffle=True)
