@@ -187,6 +187,7 @@ def _locked(folder: Path):
 
 def _cmd_train(args, parser, device) -> int:
     launch = _check_flags(args, parser)
+    args.saved_before = _stamp(args.out / "checkpoint.pt")  # to tell, on Ctrl-C, whether this run saved one
     if launch is not None:
         device = launch.device(device)  # this rank's own GPU
     # Only rank 0 of a torchrun job writes --out, so it alone holds the lock;
@@ -198,7 +199,6 @@ def _cmd_train(args, parser, device) -> int:
         _check_earlier_run(args, parser)
         if launch is None or launch.rank == 0:
             _check_writable(args.out)
-        args.saved_before = _stamp(args.out / "checkpoint.pt")
         from cnnlesson import data, distributed
 
         if args.deterministic:

@@ -283,7 +283,7 @@ CRAFTED = [
     ({"model_state": {"conv1.weight": [1.0]}}, r"model_state: 'conv1.weight' is a list, expected a tensor"),
     ({"optimizer_state": {}}, r"optimizer_state: expected a dict or None, with 'state' and 'param_groups', got \[\]"),
     ({"optimizer_state": {"state": {}, "param_groups": 5}}, r"optimizer_state: expected a dict 'state' and a non-empty list 'param_groups'"),
-    ({"optimizer_state": {"state": {}, "param_groups": [{"params": "0"}]}}, r"optimizer_state: param_groups: expected dicts with a list of parameter numbers"),
+    ({"optimizer_state": {"state": {}, "param_groups": [{"params": "0"}]}}, r"optimizer_state: param_groups: expected dicts with a list of parameter numbers, got {'params': '0'}"),
     ({"optimizer_state": {"state": {}, "param_groups": [{"params": [0], "lr": "x"}]}}, r"optimizer_state: param_groups: lr is 'x', expected a finite number"),
     ({"meta": {"seed": 2**64}}, rf"meta\['seed'\]: expected an int from 0 to {2**63 - 1}, got {2**64}"),
     ({"meta": {"pad": -1}}, r"meta\['pad'\]: expected an int >= 0, got -1"),
