@@ -108,7 +108,7 @@ def test_lenet5_on_mnist_is_padded_and_cifar10net_trains(mnist_root, tmp_path, c
 
 BAD_FLAGS = [
     (["train", "--model", "resnet", "--dataset", "mnist", "--epochs", "1", "--out", "x"], "invalid choice: 'resnet'"),
-    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "0", "--out", "x"], "--epochs: expected a positive int, got 0"),
+    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "0", "--out", "x"], "--epochs: expected a positive int up to 1000000, got 0"),
     (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--lr", "-1", "--out", "x"], "--lr: expected a positive finite float, got -1"),
     (["train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "1", "--out", "x"], "required: --data-root"),
     (["train", "--model", "cifar10net", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", "x"], "--model cifar10net does not take mnist images"),
@@ -483,7 +483,7 @@ HOSTILE = [
     Case("lr-nan", train_argv("--lr", "nan"), 2, "--lr: expected a positive finite float, got nan"),
     Case("seed-overflow", train_argv(seed=str(2**64)), 2, "--seed: expected an int from 0 to 9223372036854775807"),
     Case("seed-negative", train_argv(seed="-1", resume=False, out="{tmp}/new"), 2, "--seed: expected an int from 0 to"),
-    Case("epochs-zero", train_argv(epochs="0", resume=False, out="{tmp}/new"), 2, "--epochs: expected a positive int, got 0"),
+    Case("epochs-zero", train_argv(epochs="0", resume=False, out="{tmp}/new"), 2, "--epochs: expected a positive int up to 1000000, got 0"),
     Case("fresh-run-over-earlier", train_argv(resume=False), 2, "already holds a run (checkpoint.pt, history.json); pass --resume to continue it or --overwrite"),
     Case("resume-and-overwrite", train_argv("--overwrite"), 2, "--resume and --overwrite contradict each other"),
     Case("device-env-bogus", train_argv(device=None), 2, "CNNLESSON_DEVICE: expected 'auto', 'cpu', 'cuda' or 'mps', got 'bogus'", env={"CNNLESSON_DEVICE": "bogus"}),
@@ -507,7 +507,7 @@ HOSTILE = [
          setup=_craft_weights(lambda w: w.to(torch.complex64))),
     Case("evaluate-weights-another-shape", EVALUATE, 1, "do not fit MNISTNet: conv1.weight is (16, 1, 3, 3) in the file, (32, 1, 3, 3) in MNISTNet",
          setup=_craft_weights(lambda w: w[:16])),
-    Case("resume-weights-nan", train_argv(epochs="2"), 1, "checkpoint.pt has a bad model_state: conv1.weight holds NaN or infinite values",
+    Case("resume-weights-nan", train_argv(epochs="2"), 1, "checkpoint.pt has a bad model_state: conv1.bias holds NaN or infinite values",
          setup=lambda tmp, stack: _craft_run(model_state={**torch.load(tmp / "run" / "checkpoint.pt", weights_only=True)["model_state"],
                                                           "conv1.bias": torch.full((32,), math.nan)})(tmp, stack)),  # fmt: skip
     pytest.param(Case("evaluate-pad-10000", EVALUATE, 1, "crafted.pt has meta['pad']=10000, but mnistnet on mnist takes pad=0",
