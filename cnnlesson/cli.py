@@ -18,8 +18,9 @@ import torch
 import cnnlesson
 import cnnlesson.device
 from cnnlesson import models
+from cnnlesson.checkpoint import load_model
 from cnnlesson.files import atomic_path, lock_folder
-from cnnlesson.train import EPOCHS_MAX, SEED_MAX, evaluate, load_model, train, write_history
+from cnnlesson.train import EPOCHS_MAX, SEED_MAX, evaluate, train, write_history
 
 # `data` (torchvision) and `viz` (matplotlib) are imported by the commands that
 # use them, so that a mistake on the command line is reported in a second, not

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import cnnlesson.device
 import cnnlesson.train
@@ -122,14 +122,15 @@ def _shard(loader, rank: int, world_size: int, seed: int = 0) -> tuple[Iterable,
 
     if not isinstance(loader, (DataLoader, TensorLoader)):
         raise TypeError(f"train_loader: expected a DataLoader or a TensorLoader, got {type(loader).__name__}")
-    if loader.batch_size % world_size:
+    batch = loader.batch_size
+    if batch is None or batch % world_size:
         raise ValueError(
-            f"batch_size: the global batch ({loader.batch_size}) must be a multiple of the "
-            f"{world_size} processes, so that each takes the same share; got {loader.batch_size}"
+            f"batch_size: the global batch ({batch}) must be a multiple of the "
+            f"{world_size} processes, so that each takes the same share; got {batch}"
         )
-    per_rank = loader.batch_size // world_size
-    dataset = loader.dataset if isinstance(loader, DataLoader) else loader.X
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    per_rank = batch // world_size
+    dataset = loader.dataset if isinstance(loader, DataLoader) else TensorDataset(loader.X)  # the sampler needs only its length
+    sampler: DistributedSampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     if isinstance(loader, DataLoader):
         return DataLoader(loader.dataset, batch_size=per_rank, sampler=sampler), sampler
     return _ShardedTensorLoader(loader.X, loader.y, per_rank, sampler), sampler

@@ -17,13 +17,14 @@ import torch.multiprocessing as mp
 from torch.distributed.run import get_args_parser
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from benchmarks.distributed import cpu_command, page_argv, page_commands, page_fences, python_argv
 import cnnlesson.device
+from benchmarks.distributed import cpu_command, page_argv, page_commands, page_fences, python_argv
 from cnnlesson import distributed
+from cnnlesson.checkpoint import load_checkpoint
 from cnnlesson.cli import build_parser
 from cnnlesson.data import TensorLoader, write_standin_mnist
 from cnnlesson.models import MNISTNet
-from cnnlesson.train import SEED_MAX, load_checkpoint, train
+from cnnlesson.train import SEED_MAX, train
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, STEPS, SEED = 8, 4, 3
