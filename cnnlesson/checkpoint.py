@@ -178,7 +178,7 @@ def _type_problem(state: dict) -> str | None:
             return f"model_state: {key!r} is a {type(value).__name__}, expected a tensor"
         if value.is_complex() or value.dtype == torch.bool:
             return f"model_state: {key} holds {value.dtype} values, expected real numbers"
-        if value.is_floating_point() and not torch.isfinite(value).all():
+        if value.is_floating_point() and (~torch.isfinite(value)).any():
             return f"model_state: {key} holds NaN or infinite values"
     problem = _optimizer_problem(state["optimizer_state"]) or _history_problem(state["history"])
     if problem is not None:

@@ -140,7 +140,7 @@ def test_planted_device_mix_fails_naming_page_line_and_op(tmp_path, sim_reader_d
     message = str(caught.value)
     assert message.startswith("planted.md:1 on the simulated GPU: block at line 1 raised DeviceMixError")
     assert "aten.convolution.default" in message and "(1, 1, 28, 28)" in message
-    assert "line 9 of the block at line 1: net(torch.randn(1, 1, 28, 28))" in message
+    assert "line 10 of the block at line 1: net(torch.randn(1, 1, 28, 28))" in message
     # Its fix passes: the input goes where the net is.
     block_id, block = planted(tmp_path, "net(torch.randn(1, 1, 28, 28).to(get_device()))")
     run_on_simulated_gpu(block_id, block)
