@@ -15,16 +15,17 @@ from pathlib import Path
 
 import torch
 
+import cnnlesson
+import cnnlesson.device
 from cnnlesson import models
-from cnnlesson.device import set_deterministic
+from cnnlesson.checkpoint import load_model
 from cnnlesson.files import atomic_path, lock_folder
-from cnnlesson.train import apply_checkpoint, evaluate, get_device, load_checkpoint, train, write_history
+from cnnlesson.train import EPOCHS_MAX, SEED_MAX, evaluate, train, write_history
 
 # `data` (torchvision) and `viz` (matplotlib) are imported by the commands that
 # use them, so that a mistake on the command line is reported in a second, not
 # after seconds of imports. The keys are data.DATASETS (a test checks).
 CHANNELS = {"mnist": 1, "cifar10": 3}
-SEED_MAX = 2**63 - 1  # leaves room for seed + epoch within torch.manual_seed's range
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,13 +35,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(kind):
+def _positive(kind, most=math.inf):
     def parse(text: str):
         value = kind(text)
         # not 0 < value < inf also catches nan, which compares False to everything
-        if not 0 < value < math.inf:
+        if not 0 < value <= most or value == math.inf:
             finite = " finite" if kind is float else ""
-            raise argparse.ArgumentTypeError(f"expected a positive{finite} {kind.__name__}, got {text}")
+            up_to = f" up to {most}" if most < math.inf else ""
+            raise argparse.ArgumentTypeError(f"expected a positive{finite} {kind.__name__}{up_to}, got {text}")
         return value
 
     parse.__name__ = kind.__name__
@@ -54,11 +56,21 @@ def _seed(text: str) -> int:
     return value
 
 
+def _folder(text: str) -> Path:
+    if not text:
+        raise argparse.ArgumentTypeError("expected a folder, got an empty name")
+    return Path(text)
+
+
 _seed.__name__ = "int"
+_folder.__name__ = "folder"
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", type=Path, help="folder holding MNIST/ or cifar-10-batches-py/")
+def _add_common(p: argparse.ArgumentParser, data_root_required: bool = False) -> None:
+    p.add_argument(
+        "--data-root", type=_folder, required=data_root_required,
+        help="folder holding MNIST/ or cifar-10-batches-py/" + ("" if data_root_required else "; default: the checkpoint's"),
+    )  # fmt: skip
     p.add_argument(
         "--device", default=None,
         help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps; default: $CNNLESSON_DEVICE, else auto",
@@ -69,12 +81,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `cnnlesson` command."""
     parser = _Parser(prog="cnnlesson", description="Train, evaluate and look inside the lesson's CNNs.")
+    parser.add_argument("--version", action="version", version=f"cnnlesson {cnnlesson.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = commands.add_parser("train", help="train a model; write OUT/history.json and OUT/checkpoint.pt")
     p.add_argument("--model", required=True, choices=sorted(models.MODELS))
     p.add_argument("--dataset", required=True, choices=list(CHANNELS))
-    p.add_argument("--epochs", type=_positive(int), required=True)
+    p.add_argument("--epochs", type=_positive(int, EPOCHS_MAX), required=True)
     p.add_argument(
         "--batch-size", type=_positive(int), default=64,
         help="images per optimizer step; under torchrun the global batch, split evenly between the processes",
@@ -100,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--standin", action="store_true",
         help="read stand-in CIFAR-10 written by cnnlesson.standin.write_standin_cifar10 (tests and docs)",
     )  # fmt: skip
-    p.add_argument("--out", type=Path, required=True, help="folder for history.json and checkpoint.pt")
-    _add_common(p)
+    p.add_argument("--out", type=_folder, required=True, help="folder for history.json and checkpoint.pt")
+    _add_common(p, data_root_required=True)
 
     p = commands.add_parser("evaluate", help="print the test accuracy of a checkpoint")
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -109,15 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("visualize", help="write feature-map, filter, curve and prediction PNGs")
     p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=_folder, required=True)
     _add_common(p)
     return parser
 
 
-def _check_flags(args, parser) -> None:
-    """Everything about `train`'s flags that is wrong before any file is read."""
-    if args.data_root is None:
-        parser.error("the following arguments are required: --data-root")
+def _check_flags(args, parser):
+    """Everything about `train`'s flags and environment that is wrong before any file is read; return the torchrun launch."""
     if models.MODELS[args.model].input_shape[0] != CHANNELS[args.dataset]:
         fits = [m for m, cls in sorted(models.MODELS.items()) if cls.input_shape[0] == CHANNELS[args.dataset]]
         parser.error(f"--model {args.model} does not take {args.dataset} images; for {args.dataset} use one of {fits}")
@@ -125,26 +136,28 @@ def _check_flags(args, parser) -> None:
         parser.error("--resume and --overwrite contradict each other; pass one")
     if args.standin and args.dataset != "cifar10":
         parser.error("--standin reads stand-in CIFAR-10; stand-in MNIST needs no flag")
-    _check_world_size(args, parser)
+    from cnnlesson import distributed  # torch.distributed: imported once the other flags are fine
 
-
-def _check_world_size(args, parser) -> None:
-    """Under torchrun (which sets WORLD_SIZE) the global batch must split evenly between the processes."""
-    world = os.environ.get("WORLD_SIZE")
-    if world is None:
-        return
-    if not world.isdigit() or int(world) < 1:
-        parser.error(f"WORLD_SIZE: expected a positive int (torchrun sets it), got {world!r}")
-    if args.batch_size % int(world):
+    try:
+        launch = distributed.torchrun_launch()
+    except ValueError as err:
+        parser.error(str(err))
+    if launch is not None and args.batch_size % launch.world_size:
         parser.error(
-            f"--batch-size: expected a multiple of the world size {world} (WORLD_SIZE), "
+            f"--batch-size: expected a multiple of the world size {launch.world_size} (WORLD_SIZE), "
             f"so that each process takes the same share; got {args.batch_size}"
         )
+    return launch
 
 
 def _check_earlier_run(args, parser) -> None:
     """Refuse to train over a run in --out unless --resume or --overwrite says what to do with it."""
-    earlier = [p.name for p in (args.out / "checkpoint.pt", args.out / "history.json") if p.exists()]
+    earlier = []
+    for path in (args.out / "checkpoint.pt", args.out / "history.json"):
+        if os.path.lexists(path) and not path.is_file():
+            raise IsADirectoryError(f"--out: {path} is not a file (a folder?); move it out of the way")
+        if path.exists():
+            earlier.append(path.name)
     if earlier and not (args.resume or args.overwrite):
         parser.error(f"--out {args.out} already holds a run ({', '.join(earlier)}); pass --resume to continue it or --overwrite to replace it")
 
@@ -162,25 +175,35 @@ def _check_writable(folder: Path) -> None:
         raise OSError(f"--out: cannot create files in {folder} ({err.strerror or err})") from None
 
 
-def _cmd_train(args, parser, device) -> int:
-    _check_flags(args, parser)
-    if args.out.exists() and not args.out.is_dir():
-        raise NotADirectoryError(f"--out: {args.out} is a file, not a folder")
-    from cnnlesson import distributed  # torch.distributed and torchvision: imported once the flags are fine
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """`lock_folder(folder)`, its errors naming --out."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(lock_folder(folder))
+        except OSError as err:
+            raise type(err)(f"--out: {err}") from None
+        yield folder
 
-    device = distributed.local_device(device)  # under torchrun: this rank's own GPU
-    # Under torchrun rank 0 alone writes --out, so it alone holds the lock.
-    with lock_folder(args.out) if distributed.rank() == 0 else contextlib.nullcontext():
+
+def _cmd_train(args, parser, device) -> int:
+    launch = _check_flags(args, parser)
+    args.saved_before = _stamp(args.out / "checkpoint.pt")  # to tell, on Ctrl-C, whether this run saved one
+    if launch is not None:
+        device = launch.device(device)  # this rank's own GPU
+    # Only rank 0 of a torchrun job writes --out, so it alone holds the lock;
+    # any other run holds it, or stops here.
+    with _locked(args.out) if launch is None or launch.rank == 0 else contextlib.nullcontext():
         # Both checks under the lock: a run that ended a moment ago has written
         # its files by now, and an existing lock file says nothing about
         # whether new files can be made (a folder made read-only since).
         _check_earlier_run(args, parser)
-        if distributed.rank() == 0:
+        if launch is None or launch.rank == 0:
             _check_writable(args.out)
-        from cnnlesson import data
+        from cnnlesson import data, distributed
 
         if args.deterministic:
-            set_deterministic()
+            cnnlesson.device.set_deterministic()
         if args.seed is not None:
             torch.manual_seed(args.seed)  # the initial weights
         net = models.build_model(args.model)
@@ -193,12 +216,12 @@ def _cmd_train(args, parser, device) -> int:
             "model": args.model, "dataset": args.dataset, "pad": pad, "seed": args.seed, "standin": args.standin,
             "data_root": str(args.data_root.resolve()),  # absolute: evaluate may run from another folder
         }  # fmt: skip
-        fit = distributed.train if distributed.launched() else train
+        fit = train if launch is None else distributed.train
         history = fit(
             net, train_loader, test_loader, num_epochs=args.epochs, lr=args.lr, device=device, seed=args.seed,
             checkpoint=args.out / "checkpoint.pt", resume=args.resume, meta=meta, history_file=args.out / "history.json",
         )  # fmt: skip
-        if distributed.rank() != 0:
+        if launch is not None and launch.rank != 0:
             return 0  # rank 0 alone writes and prints
         write_history(args.out / "history.json", history)  # also when a resumed run had no epoch left to do
     last = history[-1]
@@ -206,6 +229,28 @@ def _cmd_train(args, parser, device) -> int:
     print(f"test accuracy {last['test_accuracy']:.4f} after {last['epoch']} epochs ({seconds:.1f} s of training on {device})")
     print(f"wrote {args.out / 'history.json'} and {args.out / 'checkpoint.pt'}")
     return 0
+
+
+def _stamp(path: Path):
+    """What tells whether `path` was written since: its inode and change time, or None."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
+def _interrupted(args) -> str:
+    """What an interrupted command left, and how to go on."""
+    if args.command != "train" or not hasattr(args, "saved_before"):
+        return "interrupted; nothing was written"
+    checkpoint = args.out / "checkpoint.pt"
+    saved = _stamp(checkpoint)
+    if saved is not None and (args.resume or saved != args.saved_before):
+        return f"interrupted; the last checkpoint is {checkpoint}: to go on, run the command again with --resume"
+    if saved is not None:
+        return f"interrupted before this run saved an epoch; {args.out} holds the earlier run, unchanged"
+    return "interrupted before the first epoch ended; nothing was saved"
 
 
 def _dataset_of(model: str) -> str:
@@ -218,15 +263,8 @@ def _restore(args, device):
     """Rebuild the checkpoint's model (one read of the file) and its test loader."""
     from cnnlesson import data
 
-    state = load_checkpoint(args.checkpoint)  # also checks the types of meta's entries and of the history
+    net, state = load_model(args.checkpoint)  # also checks the weights, the history and meta's types
     meta = state["meta"]
-    if "model" not in meta:
-        raise ValueError(
-            f"checkpoint: {args.checkpoint} does not record meta['model'] (the model's name); "
-            "save it with train(..., meta={'model': ..., 'dataset': ..., 'data_root': ...})"
-        )
-    if meta["model"] not in models.MODELS:
-        raise ValueError(f"checkpoint: {args.checkpoint} holds model {meta['model']!r}, expected one of {sorted(models.MODELS)}")
     if "dataset" not in meta:
         # train(..., checkpoint=...) records only the model and seed; the model says which images it takes.
         meta["dataset"] = _dataset_of(meta["model"])
@@ -238,12 +276,15 @@ def _restore(args, device):
             )
     if meta["dataset"] not in CHANNELS:
         raise ValueError(f"checkpoint: {args.checkpoint} holds data set {meta['dataset']!r}, expected one of {list(CHANNELS)}")
+    if meta["dataset"] != _dataset_of(meta["model"]):
+        raise ValueError(f"checkpoint: {args.checkpoint} holds model {meta['model']}, which does not take {meta['dataset']} images")
+    # Checked before any image is read: a crafted pad would make every image enormous.
+    pad = data.mnist_padding(net.input_shape) if meta["dataset"] == "mnist" else 0
+    if meta.get("pad", pad) != pad:
+        raise ValueError(f"checkpoint: {args.checkpoint} has meta['pad']={meta['pad']}, but {meta['model']} on {meta['dataset']} takes pad={pad}")
     root = args.data_root or meta.get("data_root")
     if root is None:
         raise ValueError(f"checkpoint: {args.checkpoint} does not record where its data is (meta['data_root']); pass --data-root")
-    net = models.build_model(meta["model"])
-    apply_checkpoint(state, net, path=args.checkpoint)
-    pad = meta.get("pad", data.mnist_padding(net.input_shape) if meta["dataset"] == "mnist" else 0)
     _, test_loader = data.get_dataloaders(
         meta["dataset"], root, download=args.download, pad=pad, standin=meta.get("standin", False)
     )  # fmt: skip
@@ -260,8 +301,9 @@ def _cmd_evaluate(args, parser, device) -> int:
 def _cmd_visualize(args, parser, device) -> int:
     from cnnlesson import data, viz
 
+    state, net, test_loader = _restore(args, device)  # a bad checkpoint makes no --out folder
+    created = not os.path.lexists(args.out)
     _check_writable(args.out)
-    state, net, test_loader = _restore(args, device)
     images, labels = next(iter(test_loader))
     classes = data.CIFAR10_CLASSES if state["meta"]["dataset"] == "cifar10" else None
     figures = {
@@ -272,12 +314,23 @@ def _cmd_visualize(args, parser, device) -> int:
     }
     # All or nothing: each figure goes to a temporary file, and they replace the
     # real names only once every one of them is drawn.
-    with contextlib.ExitStack() as stack:
-        for name, draw in figures.items():
-            viz.close(draw(stack.enter_context(atomic_path(args.out / name))))
+    try:
+        with contextlib.ExitStack() as stack:
+            for name, draw in figures.items():
+                viz.close(draw(stack.enter_context(atomic_path(args.out / name))))
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
+                args.out.rmdir()
+        raise
     for name in figures:
         print(f"wrote {args.out / name}")
     return 0
+
+
+def _one_line(message: str) -> str:
+    """`message` on one line, with control characters (a NUL in a crafted path) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(message.split()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        device = get_device(args.device)
+        device = cnnlesson.device.get_device(args.device)
     except ValueError as err:
         # get_device names the value "device" (the argument) or CNNLESSON_DEVICE; here the argument is --device.
         parser.error(str(err) if args.device is None else "--device: " + str(err).removeprefix("device: "))
@@ -294,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         return command(args, parser, device)
     # OSError: unwritable --out, full disk, a lock, missing data; RuntimeError: a diverged run, torch refusing a value.
     except (OSError, ValueError, RuntimeError) as err:
-        message = " ".join(str(err).split())  # one line, whatever the message held
-        print(f"cnnlesson {args.command}: error: {message}", file=sys.stderr)
+        print(f"cnnlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the lock and temporary files are gone by now
+        print(f"cnnlesson {args.command}: {_one_line(_interrupted(args))}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from cnnlesson import _formats
 from cnnlesson._checks import check_folder, check_int, is_int
 from cnnlesson._formats import NUM_CLASSES, DataCorruptError, DataNotFoundError
 from cnnlesson._tensorloader import TensorLoader
-from cnnlesson.device import get_device
+import cnnlesson.device
 
 __all__ = [
     "MNIST_MEAN", "MNIST_STD", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_CLASSES", "DATASETS", "MNIST_FILES",
@@ -138,7 +138,7 @@ def get_dataloaders(
             raise ValueError(f"pad: only MNIST is padded (for LeNet-5), got pad={pad} with cifar10")
         train_data, test_data = (load_cifar10(root, train=t, download=download, standin=standin) for t in (True, False))
     if in_memory:
-        device = get_device(device)
+        device = cnnlesson.device.get_device(device)
         # MNIST's whole split is one uint8 tensor: transform it in one go, not image by image.
         decode = (lambda d: _mnist_tensors(d, pad, device)) if dataset == "mnist" else (lambda d: to_tensors(d, device))
         return (

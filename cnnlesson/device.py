@@ -1,13 +1,15 @@
 """Where tensors live: the device every module picks the same way, and deterministic GPU runs.
 
-`cnnlesson.train` re-exports `get_device`, so the pages' `from
-cnnlesson.train import get_device` keeps working; `cnnlesson.data` uses it
-too, which is why it lives here and not in `train`.
+`get_device` lives here alone; the package's modules call it as
+`cnnlesson.device.get_device`, so that replacing it here (as the tests'
+simulated GPU does) reaches all of them.
 """
 
 import os
 
 import torch
+
+__all__ = ["DEVICE_ENV", "get_device", "set_deterministic"]
 
 DEVICE_ENV = "CNNLESSON_DEVICE"
 

@@ -1,8 +1,8 @@
 """Data-parallel training under torchrun: PyTorch's DistributedDataParallel around the lesson's loop.
 
 `torchrun --nproc-per-node N -m cnnlesson train ...` starts N copies of the
-command; each is one *rank*. `train` then takes the steps of PyTorch's DDP
-tutorial, in this order:
+command; each is one *rank*. `train` runs `cnnlesson.train.train`'s loop in
+each of them, adding the steps of PyTorch's DDP tutorial, in this order:
 
 1. `init_process_group` from torchrun's environment (`RANK`, `WORLD_SIZE`,
    `MASTER_ADDR`, ...): NCCL on CUDA, gloo on the CPU;
@@ -22,49 +22,73 @@ import os
 import signal
 import threading
 from collections.abc import Iterable
-from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from cnnlesson.data import TensorLoader
-from cnnlesson.device import get_device
-from cnnlesson.train import (
-    DivergedError, _check_seed, _check_train_arguments, _default_meta, _diverged, apply_checkpoint, evaluate, print_epoch,
-    resume_from, save_checkpoint, train_epoch, write_history,
-)
+import cnnlesson.device
+import cnnlesson.train
+
+__all__ = ["Launch", "ProcessLostError", "torchrun_launch", "train"]
+
+# What torchrun sets in every process it starts: all of them, or it did not start this one.
+_TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 
 
 class ProcessLostError(RuntimeError):
     """Another process of the torchrun job stopped; the run can go on with `--resume`."""
 
 
-def launched() -> bool:
-    """True in a process that torchrun started (it sets `WORLD_SIZE`)."""
-    return "WORLD_SIZE" in os.environ
+class Launch(NamedTuple):
+    """Where this process stands in a torchrun job."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+
+    def device(self, device: torch.device) -> torch.device:
+        """This rank's device: on CUDA its own GPU, `cuda:LOCAL_RANK`, made the current one."""
+        if device.type != "cuda":
+            return device
+        device = torch.device("cuda", self.local_rank)
+        torch.cuda.set_device(device)
+        return device
 
 
-def rank() -> int:
-    """This process's rank: 0 outside torchrun."""
-    return int(os.environ.get("RANK", 0))
-
-
-def local_device(device: torch.device) -> torch.device:
-    """Under torchrun each rank on a machine takes its own GPU, `cuda:LOCAL_RANK`.
+def torchrun_launch(environ=os.environ) -> Launch | None:
+    """This process's place in its torchrun job, from the variables torchrun sets; None outside torchrun.
 
     Raises:
-        ValueError: on CUDA, `LOCAL_RANK` is not set (torchrun sets it).
+        ValueError: some of torchrun's variables are set but not all, or they
+            contradict each other (a stray `RANK` would otherwise pass for a
+            second rank, which writes nothing).
     """
-    if device.type != "cuda" or not launched():
-        return device
-    if "LOCAL_RANK" not in os.environ:
-        raise ValueError("LOCAL_RANK: not set; it names this process's GPU on its machine (torchrun sets it)")
-    device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    torch.cuda.set_device(device)
-    return device
+    present = [name for name in _TORCHRUN_VARIABLES if name in environ]
+    if not present:
+        return None
+    if len(present) < len(_TORCHRUN_VARIABLES):
+        missing = [name for name in _TORCHRUN_VARIABLES if name not in environ]
+        raise ValueError(
+            f"{', '.join(present)} set without {', '.join(missing)}: torchrun sets all of them; "
+            "unset the stray variables to train in one process, or start the command with torchrun"
+        )
+    numbers = {}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_PORT"):
+        text = environ[name]
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"{name}: expected an int >= 0 (torchrun sets it), got {text!r}")
+        numbers[name] = int(text)
+    rank, world, local, local_world = (numbers[n] for n in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"))
+    if not (0 <= rank < world and 0 <= local < local_world <= world):
+        raise ValueError(
+            f"torchrun's variables contradict each other: RANK={rank}, WORLD_SIZE={world}, "
+            f"LOCAL_RANK={local}, LOCAL_WORLD_SIZE={local_world}"
+        )
+    return Launch(rank, local, world)
 
 
 class _ShardedTensorLoader:
@@ -83,7 +107,7 @@ class _ShardedTensorLoader:
             yield self.X[idx], self.y[idx]
 
 
-def shard(loader: DataLoader | TensorLoader, rank: int, world_size: int, seed: int = 0) -> tuple[Iterable, DistributedSampler]:
+def _shard(loader, rank: int, world_size: int, seed: int = 0) -> tuple[Iterable, DistributedSampler]:
     """Split a shuffling training loader between ranks; return this rank's loader and its sampler.
 
     The loader's batch size is the global one; each rank gets `batch_size //
@@ -94,159 +118,109 @@ def shard(loader: DataLoader | TensorLoader, rank: int, world_size: int, seed: i
         ValueError: the batch size is not a multiple of `world_size`.
         TypeError: `loader` is neither a DataLoader nor a TensorLoader.
     """
+    from cnnlesson.data import TensorLoader  # torchvision: only once a job is running
+
     if not isinstance(loader, (DataLoader, TensorLoader)):
         raise TypeError(f"train_loader: expected a DataLoader or a TensorLoader, got {type(loader).__name__}")
-    if loader.batch_size % world_size:
+    batch = loader.batch_size
+    if batch is None or batch % world_size:
         raise ValueError(
-            f"batch_size: the global batch ({loader.batch_size}) must be a multiple of the "
-            f"{world_size} processes, so that each takes the same share; got {loader.batch_size}"
+            f"batch_size: the global batch ({batch}) must be a multiple of the "
+            f"{world_size} processes, so that each takes the same share; got {batch}"
         )
-    per_rank = loader.batch_size // world_size
-    dataset = loader.dataset if isinstance(loader, DataLoader) else loader.X
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    per_rank = batch // world_size
+    dataset = loader.dataset if isinstance(loader, DataLoader) else TensorDataset(loader.X)  # the sampler needs only its length
+    sampler: DistributedSampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     if isinstance(loader, DataLoader):
         return DataLoader(loader.dataset, batch_size=per_rank, sampler=sampler), sampler
     return _ShardedTensorLoader(loader.X, loader.y, per_rank, sampler), sampler
 
 
-def _on_cpu(state):
-    """A copy of a (nested) state dict with every tensor on the CPU, so that any rank can unpickle it."""
-    if isinstance(state, torch.Tensor):
-        return state.cpu()
-    if isinstance(state, dict):
-        return {key: _on_cpu(value) for key, value in state.items()}
-    if isinstance(state, list):
-        return [_on_cpu(value) for value in state]
-    return state
+class _Ranks(cnnlesson.train.OneProcess):
+    """What DDP changes in the loop: the wrap, each rank's share of the data, all-reduced numbers, rank 0's values."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.rank, self.world = device, dist.get_rank(), dist.get_world_size()
+
+    def prepare(self, net: nn.Module, device: torch.device) -> nn.Module:
+        if device.type == "cuda":  # batch statistics over the global batch; torch has no SyncBatchNorm on the CPU
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        return net.to(device)
+
+    def wrap(self, net: nn.Module) -> nn.Module:
+        return DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def batches(self, loader: Iterable, seed: int | None) -> Iterable:
+        loader, self.sampler = _shard(loader, self.rank, self.world, seed=0 if seed is None else seed)
+        return loader
+
+    def start_epoch(self, epoch: int, seed: int | None) -> None:
+        self.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
+        if seed is not None:
+            # Dropout differs between ranks but is fixed per (seed, epoch, rank); one rank seeds as one process.
+            # Modulo 2**64: for the largest seeds the product would overflow torch.manual_seed.
+            torch.manual_seed(((seed + epoch) * self.world + self.rank) % 2**64)
+
+    def combine(self, record: dict) -> dict:
+        """The whole job's numbers from one rank's epoch: sums over ranks, the slowest rank's time."""
+        images = len(self.sampler)
+        sums = torch.tensor([record["train_loss"] * images, record["train_accuracy"] * images, images], dtype=torch.float64, device=self.device)
+        dist.all_reduce(sums)
+        seconds = torch.tensor([record["seconds"]], dtype=torch.float64, device=self.device)
+        dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+        loss, correct, seen = sums.tolist()
+        return {
+            "train_loss": loss / seen,
+            "train_accuracy": correct / seen,
+            "seconds": seconds.item(),
+            "images_per_second": seen / seconds.item(),
+        }
+
+    def share(self, value):
+        sent = [value]
+        dist.broadcast_object_list(sent, src=0)
+        return sent[0]
 
 
-def _resume_all_ranks(checkpoint, net: nn.Module, optimizer, lr: float, seed: int | None, meta: dict, num_epochs: int):
-    """Rank 0 reads `checkpoint` and sends what it restored to every rank; return (history, seed).
-
-    Only rank 0 writes OUT, so on a second machine there is no checkpoint to
-    read. DDP would copy rank 0's weights, but not Adam's state, the history
-    or the seed, so rank 0 broadcasts all of them. No checkpoint on rank 0:
-    every rank starts afresh.
-    """
-    sent: list = [None]
-    if dist.get_rank() == 0 and Path(checkpoint).exists():
-        try:
-            history, seed = resume_from(checkpoint, net, optimizer, lr, seed, meta, num_epochs)
-            sent = [{"model_state": _on_cpu(net.state_dict()), "optimizer_state": _on_cpu(optimizer.state_dict()),
-                     "history": history, "seed": seed}]
-        except (OSError, ValueError) as err:
-            sent = [{"error": err}]  # the other ranks stop with the same error instead of waiting
-    dist.broadcast_object_list(sent, src=0)
-    state = sent[0]
-    if state is None:
-        return [], seed
-    if "error" in state:
-        raise state["error"]
-    if dist.get_rank() != 0:
-        apply_checkpoint(state, net, optimizer, checkpoint)  # rank 0's optimizer already holds this run's lr
-        meta["seed"] = state["seed"]
-    return state["history"], state["seed"]
-
-
-def _global_record(record: dict, images: int, device: torch.device) -> dict:
-    """The whole job's numbers from one rank's epoch: sums over ranks, the slowest rank's time."""
-    sums = torch.tensor([record["train_loss"] * images, record["train_accuracy"] * images, images], dtype=torch.float64, device=device)
-    dist.all_reduce(sums)
-    seconds = torch.tensor([record["seconds"]], dtype=torch.float64, device=device)
-    dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
-    loss, correct, seen = sums.tolist()
-    return {
-        "train_loss": loss / seen,
-        "train_accuracy": correct / seen,
-        "seconds": seconds.item(),
-        "images_per_second": seen / seconds.item(),
-    }
-
-
-def train(
-    net: nn.Module,
-    train_loader: DataLoader | TensorLoader,
-    test_loader: Iterable | None = None,
-    num_epochs: int = 5,
-    lr: float = 0.001,
-    device: str | torch.device | None = None,
-    seed: int | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    meta: dict | None = None,
-    history_file: str | os.PathLike | None = None,
-) -> list[dict]:
+def train(net: nn.Module, train_loader, test_loader: Iterable | None = None, *, device: str | torch.device | None = None, **kwargs) -> list[dict]:
     """`cnnlesson.train.train` for one rank of a torchrun job: same arguments, same history.
 
-    `train_loader` is the shuffling loader of a single process, with the
-    global batch size; `shard` splits it. Every rank returns the same
-    history: all-reduced training numbers and rank 0's test accuracy on
-    the whole test set. Rank 0 alone prints and writes the checkpoint; with
-    `resume`, rank 0 alone reads it and sends it to the other ranks, which
-    need not see it. On CUDA each rank trains on `cuda:LOCAL_RANK`, and
-    BatchNorm layers become `SyncBatchNorm` (statistics over the global
-    batch); on the CPU, where torch has no SyncBatchNorm, each rank
-    normalises with its own share of the batch.
+    `train_loader` is the shuffling DataLoader or TensorLoader of a single
+    process, with the global batch size; each rank trains on its share.
+    Every rank returns the same history: all-reduced training numbers and
+    rank 0's test accuracy on the whole test set. Rank 0 alone prints and
+    writes the checkpoint; with `resume`, rank 0 alone reads it and sends it
+    to the other ranks, which need not see it. On CUDA each rank trains on
+    `cuda:LOCAL_RANK`, and BatchNorm layers become `SyncBatchNorm`
+    (statistics over the global batch); on the CPU, where torch has no
+    SyncBatchNorm, each rank normalises with its own share of the batch.
 
     Raises:
         ProcessLostError: another rank stopped during the run.
-        ValueError: on CUDA, `LOCAL_RANK` is not set; or, on every rank, the
-            checkpoint cannot be resumed (see `cnnlesson.train.resume_from`).
+        ValueError: the process was not started by torchrun (see
+            `torchrun_launch`); or, on every rank, the checkpoint cannot be resumed.
     """
-    _check_train_arguments(net, num_epochs, lr, resume, checkpoint)
-    _check_seed(seed, num_epochs)
-    device = local_device(get_device(device))  # each rank its own GPU, also when called from Python
-    meta = _default_meta(net, seed, meta)
+    launch = torchrun_launch()
+    if launch is None:
+        raise ValueError("cnnlesson.distributed.train: not started by torchrun (no RANK, WORLD_SIZE, ...); use cnnlesson.train.train")
+    device = launch.device(cnnlesson.device.get_device(device))  # each rank its own GPU, also when called from Python
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    me, world = dist.get_rank(), dist.get_world_size()
     previous = None
     if threading.current_thread() is threading.main_thread():
         # When one rank fails, torchrun ends the others with SIGTERM: say so instead of vanishing.
         previous = signal.signal(signal.SIGTERM, _stopped_by_torchrun)
     try:
-        if device.type == "cuda":
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        net.to(device)
-        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-        history: list[dict] = []
-        if resume:
-            history, seed = _resume_all_ranks(checkpoint, net, optimizer, lr, seed, meta, num_epochs)
-        # After resuming: a run resumed without a seed shuffles with the checkpoint's.
-        loader, sampler = shard(train_loader, me, world, seed=0 if seed is None else seed)
-        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-        for epoch in range(len(history), num_epochs):
-            sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
-            if seed is not None:
-                # Dropout differs between ranks but is fixed per (seed, epoch, rank); one rank seeds as train.train.
-                torch.manual_seed((seed + epoch) * world + me)
-            label = f"epoch {epoch + 1}/{num_epochs}" if progress and me == 0 else None
-            local = train_epoch(model, loader, nn.CrossEntropyLoss(), optimizer, device, label)
-            record = {"epoch": epoch + 1, **_global_record(local, len(sampler), device)}
-            problem = _diverged(record, net)  # the same on every rank: the numbers are all-reduced, the weights equal
-            if problem is not None:
-                kept = f"; {checkpoint} keeps epoch {len(history)}" if checkpoint is not None and history else ""
-                raise DivergedError(f"training diverged in epoch {epoch + 1}: {problem}{kept}; try a smaller lr (now {lr:g})")
-            accuracy = [evaluate(net, test_loader, device) if me == 0 and test_loader is not None else None]
-            dist.broadcast_object_list(accuracy, src=0)
-            record["test_accuracy"] = accuracy[0]
-            history.append(record)
-            if me == 0 and progress:
-                print_epoch(record)
-            if me == 0 and checkpoint is not None:
-                save_checkpoint(checkpoint, net, optimizer, history, meta)
-            if me == 0 and history_file is not None:
-                write_history(history_file, history)
-        return history
+        return cnnlesson.train.train(net, train_loader, test_loader, device=device, process=_Ranks(device), **kwargs)
     except RuntimeError as err:  # gloo reports a lost peer as a plain RuntimeError, NCCL as a DistError
         if not isinstance(err, (dist.DistError, ProcessLostError)) and "gloo" not in str(err):
             raise
         if previous is not None:  # this rank's part is over: let it exit with its message, not be cut short
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             previous = None
+        checkpoint = kwargs.get("checkpoint")
         where = f"; the last checkpoint is {checkpoint}, run the same command with --resume" if checkpoint else ""
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ProcessLostError(f"rank {me}: another process of the job stopped ({first}){where}") from None
+        raise ProcessLostError(f"rank {dist.get_rank()}: another process of the job stopped ({first}){where}") from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -255,4 +229,3 @@ def train(
 
 def _stopped_by_torchrun(signum, frame):
     raise ProcessLostError("torchrun sent SIGTERM")
-

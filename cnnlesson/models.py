@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def check_input(net: nn.Module, x: torch.Tensor) -> None:
+def _check_input(net: nn.Module, x: torch.Tensor) -> None:
     """Raise unless `x` is a (batch, *net.input_shape) tensor."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
@@ -46,7 +46,7 @@ class MNISTNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a (batch, 1, 28, 28) batch to (batch, 10) class scores."""
-        check_input(self, x)
+        _check_input(self, x)
         # x: (batch, 1, 28, 28)
         x = F.relu(self.conv1(x))  # (batch, 32, 28, 28)
         x = self.pool1(x)  # (batch, 32, 14, 14)
@@ -75,7 +75,7 @@ class CNNWithBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a (batch, 1, 28, 28) batch to (batch, 10) class scores."""
-        check_input(self, x)
+        _check_input(self, x)
         x = self.conv1(x)
         x = self.bn1(x)
         x = F.relu(x)
@@ -122,7 +122,7 @@ class CIFAR10Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a (batch, 3, 32, 32) batch to (batch, 10) class scores."""
-        check_input(self, x)
+        _check_input(self, x)
         x = self.features(x)
         x = x.view(-1, 128 * 8 * 8)
         x = self.classifier(x)
@@ -150,7 +150,7 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a (batch, 1, 32, 32) batch to (batch, 10) class scores."""
-        check_input(self, x)
+        _check_input(self, x)
         x = self.pool1(F.relu(self.conv1(x)))  # (batch, 6, 14, 14)
         x = self.pool2(F.relu(self.conv2(x)))  # (batch, 16, 5, 5)
         x = torch.flatten(x, 1)  # (batch, 400)

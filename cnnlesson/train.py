@@ -2,7 +2,9 @@
 
 `train` is section 5's loop (Adam, cross-entropy, `zero_grad`, `backward`,
 `step`) plus: a device chosen for you, seeded epochs, a tqdm bar, a
-per-epoch history, and atomic checkpoints that a run can resume from.
+per-epoch history, and atomic checkpoints that a run can resume from. The
+same loop runs one process and, through `cnnlesson.distributed`, each
+process of a torchrun job.
 """
 
 import json
@@ -17,18 +19,21 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from cnnlesson.device import DEVICE_ENV, get_device  # noqa: F401 - re-exported: the pages import it from here
-from cnnlesson.files import atomic_path, write_text_atomic
+import cnnlesson.device
+from cnnlesson._checks import check_int
+from cnnlesson.checkpoint import apply_checkpoint, load_checkpoint, save_checkpoint
+from cnnlesson.files import write_text_atomic
 from cnnlesson.models import MODELS
 
-_CHECKPOINT_KEYS = {"model_state", "optimizer_state", "history", "meta"}
-# torch.manual_seed takes at most 2**64 - 1; epoch e uses seed + e.
-_SEED_LIMIT = 2**64 - 1
+__all__ = ["DivergedError", "EPOCHS_MAX", "SEED_MAX", "evaluate", "print_epoch", "train", "train_epoch", "write_history"]
+
+# torch.manual_seed takes 0 .. 2**64 - 1, and epoch e of a run seeded s uses s + e:
+# with these limits that always fits.
+SEED_MAX = 2**63 - 1
+EPOCHS_MAX = 1_000_000
+
 # Meta entries a resumed run must share with its checkpoint (data_root may move).
-RESUME_KEYS = ("model", "dataset", "pad", "seed", "standin")
-# The types of the meta entries the CLI writes (the library writes model and seed).
-# Exact types: bool is an int to isinstance, but True is no padding.
-_META_TYPES = {"model": (str,), "dataset": (str,), "data_root": (str,), "pad": (int,), "seed": (int, type(None)), "standin": (bool,)}
+_RESUME_KEYS = ("model", "dataset", "pad", "seed", "standin")
 
 
 class DivergedError(RuntimeError):
@@ -61,13 +66,13 @@ def train_epoch(net: nn.Module, loader: Iterable, loss_fn, optimizer, device: to
         seen += len(labels)
         if progress is not None and step % 20 == 0:
             batches.set_postfix(loss=f"{loss.item():.4f}")
-    total_loss, correct = total_loss.item(), correct.item()  # waits for the last step
+    loss_sum, right = total_loss.item(), correct.item()  # waits for the last step
     seconds = time.perf_counter() - start
     if seen == 0:
         raise ValueError("train_loader: expected at least one batch, got none")
     return {
-        "train_loss": total_loss / seen,
-        "train_accuracy": correct / seen,
+        "train_loss": loss_sum / seen,
+        "train_accuracy": right / seen,
         "seconds": seconds,
         "images_per_second": seen / seconds,
     }
@@ -81,7 +86,7 @@ def evaluate(net: nn.Module, loader: Iterable, device: str | torch.device | None
     count and moved back afterwards; its train/eval mode is put back too.
     """
     home, was_training = _model_device(net), net.training
-    device = get_device(device) if device is not None else home
+    device = cnnlesson.device.get_device(device) if device is not None else home
     net.to(device).eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
@@ -97,81 +102,7 @@ def evaluate(net: nn.Module, loader: Iterable, device: str | torch.device | None
     return correct.item() / seen  # one wait for the device, not one per batch
 
 
-def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer=None, history: list | None = None, meta: dict | None = None) -> Path:
-    """Save weights, optimizer state, history and metadata atomically to `path`."""
-    state = {
-        "model_state": net.state_dict(),
-        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
-        "history": list(history or []),
-        "meta": dict(meta or {}),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return Path(path)
-
-
-def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optimizer=None, map_location="cpu") -> dict:
-    """Load a checkpoint with `weights_only=True`; fill `net` and `optimizer` when given.
-
-    Raises:
-        FileNotFoundError: there is no file at `path`.
-        ValueError: the file is not a cnnlesson checkpoint, an entry has the
-            wrong type (history=5, meta['model']=['x']), or its weights do
-            not fit `net`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no file at {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]  # weights_only errors run to many lines
-        raise ValueError(f"checkpoint: {path} is not a readable torch checkpoint ({first})") from None
-    if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= state.keys():
-        raise ValueError(f"checkpoint: {path} was not written by cnnlesson.train.save_checkpoint")
-    problem = _type_problem(state)
-    if problem is not None:
-        raise ValueError(f"checkpoint: {path} has a bad {problem}")
-    apply_checkpoint(state, net, optimizer, path)
-    return state
-
-
-def _type_problem(state: dict) -> str | None:
-    """Which entry of `state` has another type than save_checkpoint writes, and why; None if none.
-
-    weights_only keeps code out of a checkpoint, not wrong values: a crafted
-    file could hold history=5, and every reader would fail with a TypeError.
-    """
-    kind = {key: type(value).__name__ for key, value in state.items()}
-    if not isinstance(state["model_state"], dict):
-        return f"model_state: expected a dict, got {kind['model_state']}"
-    if not isinstance(state["optimizer_state"], (dict, type(None))):
-        return f"optimizer_state: expected a dict or None, got {kind['optimizer_state']}"
-    if not isinstance(state["history"], list) or not all(isinstance(r, dict) for r in state["history"]):
-        return f"history: expected a list of dicts, got {kind['history']}"
-    if not isinstance(state["meta"], dict):
-        return f"meta: expected a dict, got {kind['meta']}"
-    for key, types in _META_TYPES.items():
-        if key in state["meta"] and type(state["meta"][key]) not in types:
-            expected = " or ".join("None" if t is type(None) else t.__name__ for t in types)
-            return f"meta['{key}']: expected {expected}, got {type(state['meta'][key]).__name__}"
-    return None
-
-
-def apply_checkpoint(state: dict, net: nn.Module | None = None, optimizer=None, path: str | os.PathLike = "checkpoint") -> None:
-    """Fill `net` and `optimizer` from a state that `load_checkpoint` returned (named `path` in errors).
-
-    Raises:
-        ValueError: the weights do not fit `net`.
-    """
-    if net is not None:
-        try:
-            net.load_state_dict(state["model_state"])
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise ValueError(f"checkpoint: weights in {path} do not fit {type(net).__name__} ({first})") from None
-    if optimizer is not None and state["optimizer_state"] is not None:
-        optimizer.load_state_dict(state["optimizer_state"])
+# --- the loop ------------------------------------------------------------------
 
 
 def print_epoch(record: dict) -> None:
@@ -184,19 +115,56 @@ def print_epoch(record: dict) -> None:
     )
 
 
-def _check_positive(**values) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+def write_history(path: str | os.PathLike, history: list[dict]) -> Path:
+    """Write `history` to `path` as strict JSON (no NaN or Infinity), atomically."""
+    return write_text_atomic(path, json.dumps(history, indent=2, allow_nan=False) + "\n")
 
 
-def _check_seed(seed, num_epochs: int) -> None:
-    if seed is None:
-        return
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
-    if not 0 <= seed <= _SEED_LIMIT - (num_epochs - 1):
-        raise ValueError(f"seed: expected an int from 0 to {_SEED_LIMIT - (num_epochs - 1)} (seed + epoch must fit torch.manual_seed), got {seed}")
+class OneProcess:
+    """How `train` runs in one process: the steps `cnnlesson.distributed` replaces to run it in many.
+
+    Each method is what a single process does at that point of the loop.
+    """
+
+    rank = 0  # the process that prints and writes files
+
+    def prepare(self, net: nn.Module, device: torch.device) -> nn.Module:
+        """The net, on `device`, whose parameters the optimizer steps."""
+        return net.to(device)
+
+    def wrap(self, net: nn.Module) -> nn.Module:
+        """The module that runs the training steps."""
+        return net
+
+    def batches(self, loader: Iterable, seed: int | None) -> Iterable:
+        """This process's training batches."""
+        return loader
+
+    def start_epoch(self, epoch: int, seed: int | None) -> None:
+        """Fix the epoch's shuffling and dropout by (seed, epoch)."""
+        if seed is not None:
+            torch.manual_seed(seed + epoch)
+
+    def combine(self, record: dict) -> dict:
+        """The whole run's numbers for the epoch."""
+        return record
+
+    def share(self, value):
+        """Rank 0's `value`, on every process."""
+        return value
+
+
+def _check_train_arguments(net, num_epochs, lr, seed, resume, checkpoint) -> None:
+    """The checks `train` makes before any work."""
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    check_int("num_epochs", num_epochs, 1, EPOCHS_MAX)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise ValueError(f"lr: expected a positive finite number, got {lr!r}")
+    if seed is not None:
+        check_int("seed", seed, 0, SEED_MAX)
+    if resume and checkpoint is None:
+        raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
 
 
 def _default_meta(net: nn.Module, seed: int | None, meta: dict | None) -> dict:
@@ -205,13 +173,56 @@ def _default_meta(net: nn.Module, seed: int | None, meta: dict | None) -> dict:
     return {**({"model": names[type(net)]} if type(net) in names else {}), "seed": seed, **(meta or {})}
 
 
-def _check_resume_meta(checkpoint, saved: dict, meta: dict) -> None:
-    for key in RESUME_KEYS:
+def _read_for_resume(checkpoint, seed: int | None, meta: dict) -> dict:
+    """Load and check `checkpoint` for a run with `seed` and `meta`; it must agree with `meta` on `_RESUME_KEYS`."""
+    # Load to the CPU: load_state_dict copies the weights to the net's device, and
+    # the optimizer puts each state where it belongs (Adam keeps its step
+    # counters on the CPU; on the GPU, reading them would wait every step).
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    saved = state["meta"]
+    if saved.get("seed") is not None and not 0 <= saved["seed"] <= SEED_MAX:
+        raise ValueError(f"checkpoint: {checkpoint} has a bad meta['seed']: expected an int from 0 to {SEED_MAX}, got {saved['seed']}")
+    if seed is None and saved.get("seed") is not None:
+        # No seed given: continue the seeded run as it began, not unseeded.
+        print(f"resume: with the checkpoint's seed {saved['seed']}", file=sys.stderr)
+        meta = {**meta, "seed": saved["seed"]}
+    for key in _RESUME_KEYS:
         if key in saved and key in meta and saved[key] != meta[key]:
             raise ValueError(
                 f"resume: {checkpoint} was trained with {key}={saved[key]!r}, this run has {key}={meta[key]!r}; "
                 f"use the same {key}, or start a fresh run in another folder"
             )
+    return state
+
+
+def _resume(checkpoint, net: nn.Module, optimizer, lr: float, seed: int | None, meta: dict, process: OneProcess):
+    """Fill `net` and `optimizer` from `checkpoint`, read by rank 0; return (history, seed).
+
+    With no `seed` the checkpoint's is used (and written into `meta`); this
+    run's `lr` replaces the one in the restored optimizer state. Both are
+    said on stderr. No checkpoint yet: the run starts afresh.
+    """
+    state: dict | Exception | None = None
+    if process.rank == 0 and Path(checkpoint).exists():
+        try:
+            state = _read_for_resume(checkpoint, seed, meta)
+        except (OSError, ValueError) as err:
+            state = err  # every process stops with the same error instead of waiting
+    state = process.share(state)
+    if isinstance(state, Exception):
+        raise state
+    if state is None:
+        return [], seed
+    apply_checkpoint(state, net, optimizer, checkpoint)
+    if seed is None:
+        seed = meta["seed"] = state["meta"].get("seed")
+    # The restored Adam state carries the old lr; this call's lr wins, and says so.
+    old_lr = optimizer.param_groups[0]["lr"]
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    if old_lr != lr and process.rank == 0:
+        print(f"resume: learning rate changed from {old_lr:g} to {lr:g}", file=sys.stderr)
+    return state["history"], seed
 
 
 def _diverged(record: dict, net: nn.Module) -> str | None:
@@ -222,49 +233,6 @@ def _diverged(record: dict, net: nn.Module) -> str | None:
     if torch.stack([(~torch.isfinite(p)).sum() for p in net.parameters()]).sum().item() > 0:
         return "some weights are not finite"
     return None
-
-
-def write_history(path: str | os.PathLike, history: list[dict]) -> Path:
-    """Write `history` to `path` as strict JSON (no NaN or Infinity), atomically."""
-    return write_text_atomic(path, json.dumps(history, indent=2, allow_nan=False) + "\n")
-
-
-def _check_train_arguments(net, num_epochs, lr, resume, checkpoint) -> None:
-    """The checks `train` (and `cnnlesson.distributed.train`) make before any work."""
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
-        raise ValueError(f"num_epochs: expected a positive int, got {num_epochs!r}")
-    _check_positive(lr=lr)
-    if resume and checkpoint is None:
-        raise ValueError("resume: resume=True needs checkpoint=PATH to resume from")
-
-
-def resume_from(checkpoint, net: nn.Module, optimizer, lr: float, seed: int | None, meta: dict, num_epochs: int):
-    """Fill `net` and `optimizer` from `checkpoint` for a resumed run; return (history, seed).
-
-    The run's `meta` must agree with the checkpoint's on `RESUME_KEYS`; with
-    no `seed` the checkpoint's is used (and written into `meta`); this run's
-    `lr` replaces the one in the restored optimizer state. Both are said on stderr.
-    """
-    # Load to the CPU: load_state_dict copies the weights to the net's device, and
-    # the optimizer puts each state where it belongs (Adam keeps its step
-    # counters on the CPU; on the GPU, reading them would wait every step).
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    if seed is None and state["meta"].get("seed") is not None:
-        # No seed given: continue the seeded run as it began, not unseeded.
-        seed = meta["seed"] = state["meta"]["seed"]
-        _check_seed(seed, num_epochs)
-        print(f"resume: with the checkpoint's seed {seed}", file=sys.stderr)
-    _check_resume_meta(checkpoint, state["meta"], meta)
-    apply_checkpoint(state, net, optimizer, checkpoint)
-    # The restored Adam state carries the old lr; this call's lr wins, and says so.
-    old_lr = optimizer.param_groups[0]["lr"]
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    if old_lr != lr:
-        print(f"resume: learning rate changed from {old_lr:g} to {lr:g}", file=sys.stderr)
-    return state["history"], seed
 
 
 def train(
@@ -280,18 +248,20 @@ def train(
     progress: bool = True,
     meta: dict | None = None,
     history_file: str | os.PathLike | None = None,
+    process: OneProcess | None = None,
 ) -> list[dict]:
     """Train `net` with Adam and cross-entropy; return one dict per epoch.
 
     Each dict holds `epoch`, `train_loss`, `train_accuracy`, `test_accuracy`
     (None without a `test_loader`), `seconds` and `images_per_second`.
 
-    With `seed`, epoch `e` starts from `torch.manual_seed(seed + e)`, so the
-    shuffling and dropout of every epoch are fixed: a seeded CPU run is
-    reproducible, and a run resumed from its checkpoint ends with the same
-    weights as one that never stopped. On CUDA that holds only after
-    `cnnlesson.device.set_deterministic()` (the CLI's `--deterministic`):
-    by default cuDNN picks nondeterministic algorithms and TF32 rounding.
+    With `seed` (0 to `SEED_MAX`), epoch `e` starts from
+    `torch.manual_seed(seed + e)`, so the shuffling and dropout of every
+    epoch are fixed: a seeded CPU run is reproducible, and a run resumed from
+    its checkpoint ends with the same weights as one that never stopped. On
+    CUDA that holds only after `cnnlesson.device.set_deterministic()` (the
+    CLI's `--deterministic`): by default cuDNN picks nondeterministic
+    algorithms and TF32 rounding.
 
     With `checkpoint`, the state is saved atomically after every epoch, with
     `meta` (the seed, and the name of one of the lesson's models, are
@@ -299,37 +269,43 @@ def train(
     `resume=True` continues from the checkpoint (or starts afresh when the
     file does not exist yet) with this call's `lr`, and with the
     checkpoint's seed when `seed` is None; its `meta` must agree with the
-    checkpoint's on `RESUME_KEYS`.
+    checkpoint's on the model, data set, padding, seed and stand-in flag.
+
+    `process` is for `cnnlesson.distributed.train`, which runs this loop in
+    each process of a torchrun job; leave it out.
 
     Raises:
         DivergedError: an epoch ended with a non-finite loss or weights; that
             epoch is not saved, so the checkpoint keeps the last good one.
     """
-    _check_train_arguments(net, num_epochs, lr, resume, checkpoint)
-    _check_seed(seed, num_epochs)
-    device = get_device(device)
+    _check_train_arguments(net, num_epochs, lr, seed, resume, checkpoint)
+    process = process or OneProcess()
+    device = cnnlesson.device.get_device(device)
     meta = _default_meta(net, seed, meta)
-    net.to(device)
+    net = process.prepare(net, device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     history: list[dict] = []
-    if resume and Path(checkpoint).exists():
-        history, seed = resume_from(checkpoint, net, optimizer, lr, seed, meta, num_epochs)
+    if resume:
+        history, seed = _resume(checkpoint, net, optimizer, lr, seed, meta, process)
+    # After resuming: a run resumed without a seed shuffles with the checkpoint's.
+    model, batches = process.wrap(net), process.batches(train_loader, seed)
+    main = process.rank == 0
     for epoch in range(len(history), num_epochs):
-        if seed is not None:
-            torch.manual_seed(seed + epoch)
-        label = f"epoch {epoch + 1}/{num_epochs}" if progress else None
-        record = {"epoch": epoch + 1, **train_epoch(net, train_loader, loss_fn, optimizer, device, label)}
-        problem = _diverged(record, net)
+        process.start_epoch(epoch, seed)
+        label = f"epoch {epoch + 1}/{num_epochs}" if progress and main else None
+        record = {"epoch": epoch + 1, **process.combine(train_epoch(model, batches, loss_fn, optimizer, device, label))}
+        problem = _diverged(record, net)  # the same in every process: the numbers are combined, the weights equal
         if problem is not None:
             kept = f"; {checkpoint} keeps epoch {len(history)}" if checkpoint is not None and history else ""
             raise DivergedError(f"training diverged in epoch {epoch + 1}: {problem}{kept}; try a smaller lr (now {lr:g})")
-        record["test_accuracy"] = evaluate(net, test_loader, device) if test_loader is not None else None
+        accuracy = evaluate(net, test_loader, device) if main and test_loader is not None else None
+        record["test_accuracy"] = process.share(accuracy)
         history.append(record)
-        if progress:
+        if main and progress:
             print_epoch(record)
-        if checkpoint is not None:
+        if main and checkpoint is not None:
             save_checkpoint(checkpoint, net, optimizer, history, meta)
-        if history_file is not None:
+        if main and history_file is not None:
             write_history(history_file, history)
     return history

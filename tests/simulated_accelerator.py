@@ -21,9 +21,6 @@ the simulation skip with that reason instead of breaking the suite.
 """
 
 import contextlib
-import importlib
-import pkgutil
-import sys
 import traceback
 from pathlib import Path
 from unittest import mock
@@ -148,22 +145,12 @@ def simulated_gpu():
         import pytest
 
         pytest.skip(SKIP_REASON)
-    import cnnlesson
     import cnnlesson.device
 
-    for info in pkgutil.iter_modules(cnnlesson.__path__):
-        if info.name != "__main__":  # importing it would run the command line
-            importlib.import_module(f"cnnlesson.{info.name}")
-    real = cnnlesson.device.get_device
-    fake = _simulating(real)
-    # Every cnnlesson module that imported get_device holds its own reference.
-    holders = [
-        module for name, module in list(sys.modules.items())
-        if name.split(".")[0] == "cnnlesson" and getattr(module, "get_device", None) is real
-    ]  # fmt: skip
+    # One place: the package's modules call cnnlesson.device.get_device, and a
+    # page's `from cnnlesson.device import get_device` runs inside this block.
     with contextlib.ExitStack() as stack:
-        for module in holders:
-            stack.enter_context(mock.patch.object(module, "get_device", fake))
+        stack.enter_context(mock.patch.object(cnnlesson.device, "get_device", _simulating(cnnlesson.device.get_device)))
         stack.enter_context(mock.patch.object(torch.Tensor, "tolist", _tolist(torch.Tensor.tolist)))
         stack.enter_context(SimulatedAccelerator())
         yield

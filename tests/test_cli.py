@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import json
+import math
 import os
 import pickle
 import re
@@ -20,12 +21,13 @@ from torchvision import datasets
 
 import cnnlesson
 from cnnlesson import models
+from cnnlesson.checkpoint import load_checkpoint
 from cnnlesson.cli import main
 from cnnlesson.data import TensorLoader, mnist_transform
 from cnnlesson.files import LOCK_NAME, lock_folder
 from cnnlesson.models import MNISTNet
 from cnnlesson.standin import write_standin_cifar10, write_standin_mnist
-from cnnlesson.train import load_checkpoint, train
+from cnnlesson.train import train
 
 
 def last_line(err: str) -> str:
@@ -108,20 +110,35 @@ def test_lenet5_on_mnist_is_padded_and_cifar10net_trains(mnist_root, tmp_path, c
 
 BAD_FLAGS = [
     (["train", "--model", "resnet", "--dataset", "mnist", "--epochs", "1", "--out", "x"], "invalid choice: 'resnet'"),
-    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "0", "--out", "x"], "--epochs: expected a positive int, got 0"),
+    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "0", "--out", "x"], "--epochs: expected a positive int up to 1000000, got 0"),
     (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--lr", "-1", "--out", "x"], "--lr: expected a positive finite float, got -1"),
     (["train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "1", "--out", "x"], "required: --data-root"),
     (["train", "--model", "cifar10net", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", "x"], "--model cifar10net does not take mnist images"),
     (["evaluate", "--checkpoint", "c.pt", "--device", "tpu"], "error: --device: expected 'auto', 'cpu', 'cuda' or 'mps', got 'tpu'"),
     (["fly"], "invalid choice: 'fly'"),
+    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", str(10**20), "--seed", "0", "--out", "x"],
+     f"--epochs: expected a positive int up to 1000000, got {10**20}"),
+    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", ""], "--out: expected a folder, got an empty name"),
+    (["visualize", "--checkpoint", "c.pt", "--out", ""], "--out: expected a folder, got an empty name"),
+    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "", "--epochs", "1", "--out", "x"], "--data-root: expected a folder, got an empty name"),
 ]
 
 
 @pytest.mark.parametrize("argv, message", BAD_FLAGS, ids=[" ".join(a[:1] + a[-3:]) for a, _ in BAD_FLAGS])
-def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
+def test_bad_flags_exit_2_with_one_line(argv, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # an empty --out would mean this folder
     status, out, err = run(capsys, *argv)
     assert status == 2
     assert message in err and err.count("\n") == 1 and "--help)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_and_help(capsys):
+    status, out, _ = run(capsys, "--version")
+    assert status == 0 and out == f"cnnlesson {cnnlesson.__version__}\n"
+    status, out, _ = run(capsys, "train", "--help")
+    usage = " ".join(out.split("options:")[0].split())
+    assert status == 0 and " --data-root DATA_ROOT" in usage and "[--data-root" not in usage  # marked required
 
 
 def test_missing_data_exits_1_with_one_line(tmp_path, capsys):
@@ -160,6 +177,25 @@ def test_an_out_folder_where_no_file_can_be_created_fails_before_training(mnist_
     assert status == 1 and out_text == ""
     assert err == f"cnnlesson train: error: --out: cannot create files in {out} (Permission denied)\n"
     assert [p.name for p in out.iterdir()] == [LOCK_NAME]
+
+
+def test_an_out_folder_where_the_lock_cannot_be_created_names_out(mnist_root, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        # Root ignores chmod 555, so the refusal is made here.
+        if flags & os.O_CREAT and Path(path).parent == out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    status, out_text, err = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),
+                                "--epochs", "1", "--device", "cpu", "--out", str(out))  # fmt: skip
+    assert status == 1 and out_text == ""
+    assert err == f"cnnlesson train: error: --out: cannot create files in {out} (Permission denied)\n"
+    assert LOCK_NAME not in err and list(out.iterdir()) == []
 
 
 def test_a_run_that_finishes_while_this_one_waits_for_the_lock_is_not_overwritten(mnist_root, tmp_path, capsys, monkeypatch):
@@ -255,7 +291,7 @@ def test_visualize_writes_all_figures_or_none(trained, tmp_path, capsys, monkeyp
     before = plt.get_fignums()  # figures other tests in this process left open are not this command's
     status, out, err = run(capsys, "visualize", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "fig"))
     assert status == 1 and err == "cnnlesson visualize: error: history: the last figure fails\n"
-    assert list((tmp_path / "fig").iterdir()) == []  # not three figures of four, no temporary files
+    assert not (tmp_path / "fig").exists()  # not three figures of four, no temporary files, no empty folder
     assert plt.get_fignums() == before  # the figures drawn before the failure were closed too
 
 
@@ -267,19 +303,26 @@ def test_visualize_closes_its_figures(trained, tmp_path, capsys):
     assert status == 0 and plt.get_fignums() == before
 
 
-def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_run(trained, mnist_root, tmp_path, capsys, monkeypatch):
-    import errno
+FULL_DISK = {
+    "oserror": OSError(errno.ENOSPC, "No space left on device"),
+    # What torch's zip writer raises when the disk fills mid-write.
+    "torch-zip-writer": RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 79424 vs 79312"),
+}
 
+
+@pytest.mark.parametrize("error", FULL_DISK.values(), ids=FULL_DISK)
+def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_run(error, trained, mnist_root, tmp_path, capsys, monkeypatch):
     shutil.copytree(trained, tmp_path / "run")
     before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
 
     def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise error
 
     monkeypatch.setattr(torch, "save", full)
     status, _, err = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),
                          "--epochs", "2", "--device", "cpu", "--seed", "0", "--resume", "--out", str(tmp_path / "run"))  # fmt: skip
-    assert status == 1 and last_line(err) == "cnnlesson train: error: [Errno 28] No space left on device\n"
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    assert status == 1 and last_line(err) == f"cnnlesson train: error: the disk is full: cannot write {checkpoint}\n"
     assert "Traceback" not in err
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
 
@@ -358,6 +401,59 @@ def _craft_meta(**entries):
     return setup
 
 
+def _craft_run(**fields):
+    """The earlier run's own checkpoint, with `fields` replaced (a crafted file in --out, for --resume)."""
+
+    def setup(tmp, stack):
+        path = tmp / "run" / "checkpoint.pt"
+        torch.save({**torch.load(path, weights_only=True), **fields}, path)
+
+    return setup
+
+
+def _craft_weights(change):
+    """crafted.pt: the earlier run's checkpoint with `change(tensor)` applied to conv1.weight."""
+
+    def setup(tmp, stack):
+        state = torch.load(tmp.parent / "run" / "checkpoint.pt", weights_only=True)
+        weights = {**state["model_state"], "conv1.weight": change(state["model_state"]["conv1.weight"])}
+        torch.save({**state, "model_state": weights}, tmp / "crafted.pt")
+
+    return setup
+
+
+def _payload(tmp, stack):
+    class Payload:
+        def __reduce__(self):
+            return open, (str(tmp / PROOF), "w")
+
+    state = torch.load(tmp.parent / "run" / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "meta": Payload()}, tmp / "crafted.pt")
+
+
+def _link_lock(target: str):
+    """OUT/.cnnlesson.lock as a symbolic link to `target` (relative to the case's folder)."""
+
+    def setup(tmp, stack):
+        (tmp / "victim").write_bytes(b"the user's own file\n")
+        (tmp / "run" / LOCK_NAME).unlink(missing_ok=True)
+        (tmp / "run" / LOCK_NAME).symlink_to(tmp / target)
+
+    return setup
+
+
+def _loop(tmp, stack):
+    (tmp / "loop").symlink_to(tmp / "loop")
+
+
+def _folder_in_place_of(name):
+    def setup(tmp, stack):
+        (tmp / "run" / name).unlink()
+        (tmp / "run" / name).mkdir()
+
+    return setup
+
+
 def _lock_run(tmp, stack):
     stack.enter_context(lock_folder(tmp / "run"))  # held by this test process while the case runs
 
@@ -375,6 +471,13 @@ class Case(NamedTuple):
     upfront: bool = True
     setup: object = None
     env: dict = {}
+    memory: int | None = None  # bytes of address space the process may take beyond its start (RLIMIT_AS)
+
+
+TORCHRUN_ENV = dict(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT="29500", TORCHELASTIC_RUN_ID="none")  # fmt: skip
+EVALUATE = ["evaluate", "--checkpoint", "{tmp}/crafted.pt"]
+NOT_POSIX = pytest.mark.skipif(os.name != "posix", reason="symbolic links need privileges on Windows")
 
 
 HOSTILE = [
@@ -382,21 +485,67 @@ HOSTILE = [
     Case("lr-nan", train_argv("--lr", "nan"), 2, "--lr: expected a positive finite float, got nan"),
     Case("seed-overflow", train_argv(seed=str(2**64)), 2, "--seed: expected an int from 0 to 9223372036854775807"),
     Case("seed-negative", train_argv(seed="-1", resume=False, out="{tmp}/new"), 2, "--seed: expected an int from 0 to"),
-    Case("epochs-zero", train_argv(epochs="0", resume=False, out="{tmp}/new"), 2, "--epochs: expected a positive int, got 0"),
+    Case("epochs-zero", train_argv(epochs="0", resume=False, out="{tmp}/new"), 2, "--epochs: expected a positive int up to 1000000, got 0"),
     Case("fresh-run-over-earlier", train_argv(resume=False), 2, "already holds a run (checkpoint.pt, history.json); pass --resume to continue it or --overwrite"),
     Case("resume-and-overwrite", train_argv("--overwrite"), 2, "--resume and --overwrite contradict each other"),
     Case("device-env-bogus", train_argv(device=None), 2, "CNNLESSON_DEVICE: expected 'auto', 'cpu', 'cuda' or 'mps', got 'bogus'", env={"CNNLESSON_DEVICE": "bogus"}),
     Case("device-flag-bogus", train_argv(device="tpu"), 2, "error: --device: expected 'auto'"),
     Case("batch-size-not-a-multiple-of-world-size", train_argv("--batch-size", "63", resume=False, out="{tmp}/new"), 2,
          "--batch-size: expected a multiple of the world size 2 (WORLD_SIZE), so that each process takes the same share; got 63",
-         env={"WORLD_SIZE": "2"}),  # fmt: skip
+         env=TORCHRUN_ENV),  # fmt: skip
+    Case("stray-rank", train_argv(epochs="2"), 2, "RANK set without WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, "
+         "MASTER_PORT, TORCHELASTIC_RUN_ID: torchrun sets all of them", env={"RANK": "1"}),
+    Case("rank-abc", train_argv(epochs="2"), 2, "RANK: expected an int >= 0 (torchrun sets it), got 'abc'", env={**TORCHRUN_ENV, "RANK": "abc"}),
+    Case("rank-beyond-world", train_argv(epochs="2"), 2, "torchrun's variables contradict each other: RANK=2, WORLD_SIZE=2",
+         env={**TORCHRUN_ENV, "RANK": "2"}),
+    Case("epochs-10-to-the-20", train_argv(epochs=str(10**20)), 2, f"--epochs: expected a positive int up to 1000000, got {10**20}"),
+    Case("evaluate-weights-nan", EVALUATE, 1, "crafted.pt has a bad model_state: conv1.weight holds NaN or infinite values",
+         setup=_craft_weights(lambda w: w.index_fill(0, torch.tensor([3]), math.nan))),
+    Case("evaluate-weights-inf", EVALUATE, 1, "crafted.pt has a bad model_state: conv1.weight holds NaN or infinite values",
+         setup=_craft_weights(lambda w: w.index_fill(0, torch.tensor([0]), math.inf))),
+    Case("evaluate-weights-int", EVALUATE, 1, "weights in {tmp}/crafted.pt do not fit MNISTNet: conv1.weight holds torch.int64 values",
+         setup=_craft_weights(lambda w: (w * 100).long())),
+    Case("evaluate-weights-complex", EVALUATE, 1, "crafted.pt has a bad model_state: conv1.weight holds torch.complex64 values",
+         setup=_craft_weights(lambda w: w.to(torch.complex64))),
+    Case("evaluate-weights-another-shape", EVALUATE, 1, "do not fit MNISTNet: conv1.weight is (16, 1, 3, 3) in the file, (32, 1, 3, 3) in MNISTNet",
+         setup=_craft_weights(lambda w: w[:16])),
+    Case("resume-weights-nan", train_argv(epochs="2"), 1, "checkpoint.pt has a bad model_state: conv1.bias holds NaN or infinite values",
+         setup=lambda tmp, stack: _craft_run(model_state={**torch.load(tmp / "run" / "checkpoint.pt", weights_only=True)["model_state"],
+                                                          "conv1.bias": torch.full((32,), math.nan)})(tmp, stack)),  # fmt: skip
+    pytest.param(Case("evaluate-pad-10000", EVALUATE, 1, "crafted.pt has meta['pad']=10000, but mnistnet on mnist takes pad=0",
+                      setup=_craft_meta(pad=10000), memory=2**30), marks=ON_LINUX),
+    Case("evaluate-payload", EVALUATE, 1, "crafted.pt holds objects other than tensors and plain data; refused (Unsupported global", setup=_payload),
+    Case("evaluate-data-root-nul", EVALUATE, 1, "\\x00", setup=_craft_meta(data_root="/data\x00/mnist")),
+    Case("visualize-history-empty-record", ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"], 1,
+         "crafted.pt has a bad history: entry 1 lacks epoch, train_loss", setup=_craft(history=[{}])),
+    Case("visualize-history-train-loss-only", ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"], 1,
+         "crafted.pt has a bad history: entry 1 lacks epoch, train_accuracy", setup=_craft(history=[{"train_loss": 1}])),
+    Case("resume-history-empty-record", train_argv(epochs="2"), 1, "checkpoint.pt has a bad history: entry 1 lacks epoch", setup=_craft_run(history=[{}])),
+    Case("resume-history-train-loss-only", train_argv(epochs="2"), 1, "checkpoint.pt has a bad history: entry 1 lacks epoch, train_accuracy",
+         setup=_craft_run(history=[{"train_loss": 1}])),
+    Case("resume-history-nan", train_argv(epochs="2"), 1, "checkpoint.pt has a bad history: entry 1 has train_loss=nan",
+         setup=lambda tmp, stack: _craft_run(history=[{**json.loads((tmp / "run" / "history.json").read_text())[0], "train_loss": math.nan}])(tmp, stack)),
+    Case("resume-optimizer-empty", train_argv(epochs="2"), 1, "checkpoint.pt has a bad optimizer_state: expected a dict or None, with 'state' and 'param_groups'",
+         setup=_craft_run(optimizer_state={})),
+    Case("resume-optimizer-param-groups-int", train_argv(epochs="2"), 1, "checkpoint.pt has a bad optimizer_state: expected a dict 'state' and a non-empty list",
+         setup=_craft_run(optimizer_state={"state": {}, "param_groups": 5})),
+    pytest.param(Case("lock-is-a-link", train_argv(epochs="2"), 1, f"--out: {{run}}/{LOCK_NAME} is a symbolic link; remove it",
+                      setup=_link_lock("victim")), marks=NOT_POSIX),
+    pytest.param(Case("lock-is-a-dangling-link", train_argv(epochs="2"), 1, f"--out: {{run}}/{LOCK_NAME} is a symbolic link; remove it",
+                      setup=_link_lock("created-by-the-lock")), marks=NOT_POSIX),
+    pytest.param(Case("out-is-a-link-loop", train_argv(resume=False, out="{tmp}/loop"), 1, "--out: {tmp}/loop is a symbolic link loop", setup=_loop),
+                 marks=NOT_POSIX),
+    Case("overwrite-history-is-a-folder", train_argv("--overwrite", resume=False), 1, "--out: {run}/history.json is not a file (a folder?)",
+         setup=_folder_in_place_of("history.json")),
+    Case("overwrite-checkpoint-is-a-folder", train_argv("--overwrite", resume=False), 1, "--out: {run}/checkpoint.pt is not a file (a folder?)",
+         setup=_folder_in_place_of("checkpoint.pt")),
     Case("standin-with-mnist", train_argv("--standin", resume=False, out="{tmp}/new"), 2, "--standin reads stand-in CIFAR-10"),
     Case("resume-another-model", train_argv(model="cnnwithbn"), 1, "was trained with model='mnistnet', this run has model='cnnwithbn'"),
     Case("resume-another-seed", train_argv(seed="1"), 1, "was trained with seed=0, this run has seed=1"),
     Case("out-is-a-file", train_argv(resume=False, out="{tmp}/file"), 1, "--out: {tmp}/file is a file, not a folder", setup=_file),
     Case("out-parent-is-a-file", train_argv(resume=False, out="{tmp}/file/run"), 1, "{tmp}/file", setup=_file),
     pytest.param(Case("out-in-proc", train_argv(resume=False, out="/proc/cnnlesson/run"), 1, "/proc/cnnlesson"), marks=ON_LINUX),
-    Case("out-locked", train_argv(epochs="2"), 1, "{run} is in use by another cnnlesson run (pid", setup=_lock_run),
+    Case("out-locked", train_argv(epochs="2"), 1, "--out: {run} is in use by another cnnlesson run (pid", setup=_lock_run),
     Case("mnist-truncated", train_argv(resume=False, out="{tmp}/new"), 1, f"{{tmp}}/{IMAGES} is corrupt: its header promises", setup=_edit(IMAGES, lambda b: b[:-500])),
     Case("mnist-truncated-download", train_argv("--download", resume=False, out="{tmp}/new"), 1, f"{{tmp}}/{IMAGES} is corrupt", setup=_edit(IMAGES, lambda b: b[:-500])),
     Case("mnist-dimension-9", train_argv(resume=False, out="{tmp}/new"), 1, "is corrupt: its header 00000809 is not 00000803", setup=_edit(IMAGES, lambda b: b[:3] + b"\x09" + b[4:])),
@@ -417,6 +566,8 @@ HOSTILE = [
          setup=_craft_meta(dataset="svhn")),
     Case("visualize-history-int", ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"], 1,
          "crafted.pt has a bad history: expected a list of dicts, got int", setup=_craft(history=5)),  # fmt: skip
+    Case("visualize-bad-checkpoint-makes-no-folder", ["visualize", "--checkpoint", "{tmp}/garbage.pt", "--out", "{tmp}/fig"], 1,
+         "is not a readable torch checkpoint", setup=_garbage),
     Case("evaluate-not-a-checkpoint", ["evaluate", "--checkpoint", "{tmp}/garbage.pt"], 1, "is not a readable torch checkpoint", setup=_garbage),
     Case("evaluate-no-checkpoint", ["evaluate", "--checkpoint", "{tmp}/none.pt"], 1, "checkpoint: no file at {tmp}/none.pt"),
     Case("visualize-out-is-a-file", ["visualize", "--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/file"], 1, "is a file, not a folder", setup=_file),
@@ -427,13 +578,24 @@ HOSTILE = [
 CASES = [c.values[0] if hasattr(c, "values") else c for c in HOSTILE]
 
 
+# Runs the command line under an address-space limit, so that a runaway allocation fails the case, not the machine.
+LIMITED = (
+    "import resource, runpy, sys\n"
+    "extra = int(sys.argv.pop(1))\n"
+    "import torch, torchvision  # what the command imports anyway: counted in the start, not in the limit\n"
+    "start = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (start + extra, start + extra))\n"
+    "runpy.run_module('cnnlesson.cli', run_name='__main__')\n"
+)
+
+
 def _snapshot(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
 
 
 @pytest.fixture(scope="module")
-def hostile_runs(tmp_path_factory):
-    """Run every case at once (they are independent) and return {id: (result, tmp, before, after)}."""
+def hostile_runs(request, tmp_path_factory):
+    """Run the selected cases at once (they are independent) and return {id: (result, tmp, before, after)}."""
     base = tmp_path_factory.mktemp("hostile")
     write_standin_mnist(base / "mnist", num_train=64, num_test=32)
     write_standin_cifar10(base / "cifar", num_train=10, num_test=10)
@@ -444,7 +606,12 @@ def hostile_runs(tmp_path_factory):
     root = str(Path(cnnlesson.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     env.pop("CNNLESSON_DEVICE", None)
-    selected = [c for c in CASES if c.id != "out-in-proc" and c.id != "visualize-out-in-proc" or sys.platform.startswith("linux")]
+    skipped = {"out-in-proc", "visualize-out-in-proc"} if not sys.platform.startswith("linux") else set()
+    skipped |= {"lock-is-a-link", "lock-is-a-dangling-link", "out-is-a-link-loop"} if os.name != "posix" else set()
+    skipped |= {"evaluate-pad-10000"} if not sys.platform.startswith("linux") else set()  # /proc/self/statm
+    # Only the cases whose tests run (pytest -k ...): each is a process of its own.
+    wanted = {item.callspec.params["case"].id for item in request.session.items if item.name.startswith("test_hostile_input")}
+    selected = [c for c in CASES if c.id not in skipped and c.id in wanted]
 
     def run_case(case: Case, stack: contextlib.ExitStack):
         tmp = base / case.id
@@ -458,8 +625,8 @@ def hostile_runs(tmp_path_factory):
         names = {"tmp": tmp, "mnist": tmp / "mnist", "cifar": tmp / "cifar", "run": tmp / "run", "library": base / "library.pt"}
         argv = [a.format(**{k: str(v) for k, v in names.items()}) for a in case.argv]
         before = _snapshot(tmp)
-        result = subprocess.run([sys.executable, "-m", "cnnlesson.cli", *argv], capture_output=True, text=True,
-                                env={**env, **case.env}, cwd=tmp, timeout=300)  # fmt: skip
+        command = [sys.executable, "-m", "cnnlesson.cli"] if case.memory is None else [sys.executable, "-c", LIMITED, str(case.memory)]
+        result = subprocess.run([*command, *argv], capture_output=True, text=True, env={**env, **case.env}, cwd=tmp, timeout=300)
         return result, tmp, before, _snapshot(tmp)
 
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
@@ -479,5 +646,78 @@ def test_hostile_input_gets_one_line_and_loses_nothing(case, hostile_runs):
     assert case.message.format(tmp=tmp, run=tmp / "run").replace("/", os.sep) in last
     if case.upfront:
         assert result.stdout == ""  # no epoch line (and, with one line on stderr, no progress bar): nothing trained
-    assert after == before  # the earlier checkpoint and history, the data: all as they were
+    assert after == before  # the earlier checkpoint and history, the data, a lock link's target: all as they were
     assert not (tmp / PROOF).exists()
+    assert not (tmp / "created-by-the-lock").exists() and not (tmp / "fig").exists() and not (tmp / "new").exists()
+
+
+# --- signals and concurrent runs, in real processes ------------------------------------
+
+
+def _cli_env(**extra) -> dict:
+    root = str(Path(cnnlesson.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1", **extra}
+    env.pop("CNNLESSON_DEVICE", None)
+    return env
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+def test_ctrl_c_says_where_the_checkpoint_is_and_leaves_nothing_behind(tmp_path):
+    import signal
+    import time
+
+    write_standin_mnist(tmp_path / "mnist", num_train=256, num_test=32)
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "cnnlesson", "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root",
+            str(tmp_path / "mnist"), "--epochs", "1000", "--batch-size", "16", "--device", "cpu", "--seed", "0", "--out", str(out)]  # fmt: skip
+    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env())
+    deadline = time.monotonic() + 240
+    while not (out / "history.json").exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.poll() is None, job.communicate()
+    time.sleep(0.3)  # into the next epoch
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    checkpoint = out / "checkpoint.pt"
+    assert last_line(err) == f"cnnlesson train: interrupted; the last checkpoint is {checkpoint}: to go on, run the command again with --resume\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted([LOCK_NAME, "checkpoint.pt", "history.json"])  # no temporary files
+    state = load_checkpoint(checkpoint)
+    assert len(state["history"]) >= 1 and json.loads((out / "history.json").read_text()) == state["history"]
+    with lock_folder(out):  # released
+        pass
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
+    import signal
+    import time
+
+    write_standin_mnist(tmp_path / "mnist", num_train=4000, num_test=32)
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "cnnlesson", "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root",
+            str(tmp_path / "mnist"), "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env())
+    deadline = time.monotonic() + 240
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the lock made the folder: the run has started
+    time.sleep(1)
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 130, err
+    assert last_line(err) == "cnnlesson train: interrupted before the first epoch ended; nothing was saved\n", err
+    assert not out.exists()  # the folder the run made, with only its lock, is gone again
+
+
+def test_a_stray_rank_cannot_turn_the_lock_off(mnist_root, tmp_path):
+    """Two runs at once into one --out, each with RANK=1 but no torchrun: neither may write unlocked."""
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "cnnlesson", "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root",
+            str(mnist_root), "--epochs", "1", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    jobs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env(RANK="1")) for _ in range(2)]
+    results = [(job.communicate(timeout=300), job.returncode) for job in jobs]
+    for (stdout, stderr), status in results:
+        assert status == 2 and stdout == "", stderr
+        assert stderr.count("\n") == 1 and "RANK set without WORLD_SIZE" in stderr and "torchrun sets all of them" in stderr
+    assert not out.exists()

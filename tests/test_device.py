@@ -1,11 +1,52 @@
-"""cnnlesson.device: deterministic runs. (get_device is tested in test_train.py, where the pages import it from.)"""
+"""cnnlesson.device: the device every module picks, and deterministic runs."""
 
 import os
 
 import pytest
 import torch
 
-from cnnlesson.device import set_deterministic
+from cnnlesson import device as device_module
+from cnnlesson.device import get_device, set_deterministic
+
+
+def test_device_argument_env_and_auto(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device_module, "_mps_available", lambda: False)
+    assert get_device() == torch.device("cpu")
+    assert get_device("auto") == torch.device("cpu")
+    assert get_device(torch.device("cpu")) == torch.device("cpu")
+    monkeypatch.setenv("CNNLESSON_DEVICE", "cpu")
+    assert get_device() == torch.device("cpu")
+
+
+def test_auto_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device_module, "_mps_available", lambda: True)
+    assert get_device() == torch.device("mps")
+
+
+def test_argument_overrides_environment(monkeypatch):
+    monkeypatch.setenv("CNNLESSON_DEVICE", "cuda")
+    assert get_device("cpu") == torch.device("cpu")
+
+
+def test_device_errors(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device_module, "_mps_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device: 'cuda' is not available on this machine; expected one of auto, cpu"):
+        get_device("cuda")
+    monkeypatch.setenv("CNNLESSON_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="^CNNLESSON_DEVICE: 'cuda' is not available"):
+        get_device()
+    monkeypatch.setenv("CNNLESSON_DEVICE", "bogus")
+    with pytest.raises(ValueError, match="^CNNLESSON_DEVICE: expected 'auto', 'cpu', 'cuda' or 'mps', got 'bogus'"):
+        get_device()
+    with pytest.raises(ValueError, match="device: expected 'auto', 'cpu', 'cuda' or 'mps', got 'gpu'"):
+        get_device("gpu")
+    with pytest.raises(TypeError, match="device: expected a str such as 'cpu' or 'cuda', got int"):
+        get_device(0)
 
 
 @pytest.fixture

@@ -17,13 +17,15 @@ import torch.multiprocessing as mp
 from torch.distributed.run import get_args_parser
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+import cnnlesson.device
 from benchmarks.distributed import cpu_command, page_argv, page_commands, page_fences, python_argv
 from cnnlesson import distributed
+from cnnlesson.checkpoint import load_checkpoint
 from cnnlesson.cli import build_parser
 from cnnlesson.data import TensorLoader
 from cnnlesson.models import MNISTNet
 from cnnlesson.standin import write_standin_mnist
-from cnnlesson.train import load_checkpoint, train
+from cnnlesson.train import SEED_MAX, train
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, STEPS, SEED = 8, 4, 3
@@ -65,9 +67,14 @@ def _model() -> MNISTNet:
     return MNISTNet().double()  # no dropout; float64 so rounding stays far below the tolerance
 
 
-def _join(rank: int, world: int, port: int) -> None:
+def _torchrun_env(rank: int, world: int, port: int) -> dict:
     """The environment torchrun gives a rank, for a job on this machine."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    return dict(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TORCHELASTIC_RUN_ID="test")  # fmt: skip
+
+
+def _join(rank: int, world: int, port: int) -> None:
+    os.environ.update(_torchrun_env(rank, world, port))
 
 
 def _rank(rank: int, world: int, port: int, out: str) -> None:
@@ -118,6 +125,23 @@ def test_two_processes_with_half_batches_take_the_steps_of_one_process(tmp_path)
             _assert_weights(ddp["weights"], wrong, rtol)
 
 
+def _largest_seed_rank(rank: int, world: int, port: int, out: str) -> None:
+    _join(rank, world, port)
+    torch.set_num_threads(1)
+    history = distributed.train(_model(), _loader(), device="cpu", num_epochs=2, seed=SEED_MAX, progress=False)
+    if rank == 0:
+        torch.save(history, out)
+
+
+@gloo
+def test_the_largest_seed_the_cli_takes_trains_two_epochs_on_two_ranks(tmp_path):
+    """Each rank's seed for epoch 1, (SEED_MAX + 1) * 2 + rank, is past what torch.manual_seed takes: it must wrap, not raise."""
+    assert build_parser().parse_args(["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d",
+                                      "--epochs", "2", "--seed", str(SEED_MAX), "--out", "o"]).seed == SEED_MAX  # fmt: skip
+    _spawn(_largest_seed_rank, (2, _free_port(), str(tmp_path / "history.pt")))
+    assert [r["epoch"] for r in torch.load(tmp_path / "history.pt", weights_only=True)] == [1, 2]
+
+
 # --- resuming: rank 0 alone has the checkpoint ----------------------------------------------
 
 
@@ -157,7 +181,7 @@ def test_resume_without_seed_shuffles_with_the_checkpoints_seed(tmp_path, monkey
         monkeypatch.setenv("MASTER_PORT", str(_free_port()))
         return distributed.train(net, _loader(), device="cpu", progress=False, **kwargs)
 
-    for name, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1").items():
+    for name, value in _torchrun_env(0, 1, 0).items():
         monkeypatch.setenv(name, value)
     straight = _model()
     run(straight, num_epochs=2, seed=SEED)
@@ -170,10 +194,10 @@ def test_resume_without_seed_shuffles_with_the_checkpoints_seed(tmp_path, monkey
 
 def test_train_puts_each_rank_on_its_own_gpu(monkeypatch):
     """`train(device="cuda")` from Python: rank 1 takes cuda:1 before the process group starts (no GPU needed)."""
-    for name, value in dict(RANK="1", LOCAL_RANK="1", WORLD_SIZE="2").items():
+    for name, value in _torchrun_env(1, 2, 0).items():
         monkeypatch.setenv(name, value)
     chosen = []
-    monkeypatch.setattr(distributed, "get_device", torch.device)  # this machine may have no CUDA
+    monkeypatch.setattr(cnnlesson.device, "get_device", torch.device)  # this machine may have no CUDA
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
 
     class Started(Exception):
@@ -187,7 +211,7 @@ def test_train_puts_each_rank_on_its_own_gpu(monkeypatch):
         distributed.train(_model(), _loader(), device="cuda")
     assert chosen == [torch.device("cuda", 1)]
     monkeypatch.delenv("LOCAL_RANK")
-    with pytest.raises(ValueError, match="LOCAL_RANK: not set"):
+    with pytest.raises(ValueError, match="set without LOCAL_RANK: torchrun sets all of them"):
         distributed.train(_model(), _loader(), device="cuda")
 
 
@@ -200,7 +224,7 @@ def test_shard_splits_dataloader_and_in_memory_loader_alike():
     memory = TensorLoader(X, y, batch_size=BATCH, shuffle=True)
     seen = []
     for rank in (0, 1):
-        (a, sampler_a), (b, sampler_b) = (distributed.shard(loader, rank, 2, seed=5) for loader in (lesson, memory))
+        (a, sampler_a), (b, sampler_b) = (distributed._shard(loader, rank, 2, seed=5) for loader in (lesson, memory))
         for sampler in (sampler_a, sampler_b):
             sampler.set_epoch(1)
         batches_a, batches_b = list(a), list(b)
@@ -218,9 +242,9 @@ def test_shard_splits_dataloader_and_in_memory_loader_alike():
 def test_global_batch_must_divide_between_processes():
     X, y = _data()
     with pytest.raises(ValueError, match=r"batch_size: the global batch \(9\) must be a multiple of the 2 processes"):
-        distributed.shard(TensorLoader(X, y, batch_size=9, shuffle=True), 0, 2)
+        distributed._shard(TensorLoader(X, y, batch_size=9, shuffle=True), 0, 2)
     with pytest.raises(TypeError, match="train_loader: expected a DataLoader or a TensorLoader, got list"):
-        distributed.shard([(X, y)], 0, 2)
+        distributed._shard([(X, y)], 0, 2)
 
 
 # --- the page's commands -----------------------------------------------------------------------

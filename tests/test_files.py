@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import cnnlesson
-from cnnlesson.files import FolderLockedError, atomic_path, lock_folder, write_text_atomic
+from cnnlesson.files import LOCK_NAME, FolderLockedError, atomic_path, lock_folder, write_text_atomic
 
 
 def test_replaces_the_file_on_success(tmp_path):
@@ -157,3 +157,78 @@ def test_a_folder_the_lock_created_and_nothing_filled_is_removed(tmp_path):
     with lock_folder(tmp_path / "kept") as folder:
         (folder / "history.json").write_text("[]")
     assert sorted(p.name for p in folder.iterdir()) == [".cnnlesson.lock", "history.json"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links need privileges on Windows")
+def test_the_lock_never_follows_a_link(tmp_path):
+    folder, victim = tmp_path / "out", tmp_path / "victim.txt"
+    folder.mkdir()
+    victim.write_bytes(b"the user's own file\n")
+    (folder / LOCK_NAME).symlink_to(victim)
+    with pytest.raises(OSError, match=rf"^{re.escape(str(folder / LOCK_NAME))} is a symbolic link; remove it"):
+        with lock_folder(folder):
+            pytest.fail("locked through a link")
+    assert victim.read_bytes() == b"the user's own file\n"
+    (folder / LOCK_NAME).unlink()
+    (folder / LOCK_NAME).symlink_to(tmp_path / "nowhere")  # dangling: following it would create the file
+    with pytest.raises(OSError, match="is a symbolic link"):
+        with lock_folder(folder):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "victim.txt"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="hard links")
+def test_the_lock_refuses_a_hard_link_to_another_file(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep me\n")
+    (tmp_path / "out").mkdir()
+    os.link(victim, tmp_path / "out" / LOCK_NAME)
+    with pytest.raises(OSError, match="is not a plain file of its own"):
+        with lock_folder(tmp_path / "out"):
+            pass
+    assert victim.read_bytes() == b"keep me\n"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links need privileges on Windows")
+def test_a_link_loop_or_a_dangling_link_as_the_folder_is_named(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(OSError, match=rf"^{re.escape(str(tmp_path / 'loop'))} is a symbolic link loop$"):
+        with lock_folder(tmp_path / "loop"):
+            pass
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    with pytest.raises(OSError, match=r"dangling is a symbolic link to .*gone, which does not exist$"):
+        with lock_folder(tmp_path / "dangling"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "loop"]
+
+
+def test_a_folder_where_the_lock_cannot_be_made_is_named(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def refuse(path, flags, *args, **kwargs):
+        if Path(path).name == LOCK_NAME:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(PermissionError, match=rf"^cannot create files in {re.escape(str(tmp_path))} \(Permission denied\)$"):
+        with lock_folder(tmp_path):
+            pass
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_a_rewrite_keeps_the_files_mode(tmp_path):
+    target = tmp_path / "history.json"
+    target.write_text("[]")
+    target.chmod(0o600)
+    write_text_atomic(target, "[1]")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "[1]"
+
+
+def test_a_full_disk_is_said_so_naming_the_file(tmp_path):
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    with pytest.raises(OSError, match=rf"^the disk is full: cannot write {re.escape(str(target))}$"):
+        with atomic_path(target):
+            raise OSError(28, "No space left on device")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]

@@ -7,9 +7,11 @@ run stays the job of the GPU workflow. Deselect with `-m "not simulated_gpu"`.
 
 import ast
 import dataclasses
+import importlib
 import importlib.util
 import json
 import linecache
+import pkgutil
 import shutil
 import sys
 
@@ -111,8 +113,9 @@ TRAIN_THEN = """\
 ```python
 import torch
 from cnnlesson.data import get_dataloaders
+from cnnlesson.device import get_device
 from cnnlesson.models import MNISTNet
-from cnnlesson.train import get_device, train
+from cnnlesson.train import train
 
 train_loader, _ = get_dataloaders("mnist", "data", batch_size=32)
 net = MNISTNet()
@@ -137,7 +140,7 @@ def test_planted_device_mix_fails_naming_page_line_and_op(tmp_path, sim_reader_d
     message = str(caught.value)
     assert message.startswith("planted.md:1 on the simulated GPU: block at line 1 raised DeviceMixError")
     assert "aten.convolution.default" in message and "(1, 1, 28, 28)" in message
-    assert "line 9 of the block at line 1: net(torch.randn(1, 1, 28, 28))" in message
+    assert "line 10 of the block at line 1: net(torch.randn(1, 1, 28, 28))" in message
     # Its fix passes: the input goes where the net is.
     block_id, block = planted(tmp_path, "net(torch.randn(1, 1, 28, 28).to(get_device()))")
     run_on_simulated_gpu(block_id, block)
@@ -163,7 +166,7 @@ def test_the_same_planted_bug_passes_unnoticed_on_the_cpu(tmp_path, sim_reader_d
 
 def test_what_cuda_allows_is_allowed_and_reads_back_zeros():
     with simulated_gpu():
-        from cnnlesson.train import get_device
+        from cnnlesson.device import get_device
 
         device = get_device()
         assert device == SIMULATED and get_device("cuda") == SIMULATED and get_device("cpu").type == "cpu"
@@ -189,17 +192,29 @@ def test_what_cuda_allows_is_allowed_and_reads_back_zeros():
 
 def test_simulation_is_off_outside_the_block():
     import cnnlesson.device
-    import cnnlesson.train
 
+    real = cnnlesson.device.get_device
     with simulated_gpu():
-        assert cnnlesson.train.get_device() == SIMULATED
-    assert cnnlesson.train.get_device is cnnlesson.device.get_device
-    assert cnnlesson.train.get_device().type in ("cpu", "cuda", "mps")
+        assert cnnlesson.device.get_device() == SIMULATED
+    assert cnnlesson.device.get_device is real
+    assert cnnlesson.device.get_device().type in ("cpu", "cuda", "mps")
     # Plain meta is not enough, which is why the mode exists: this mix returns garbage, no error.
     weight = torch.ones(1, 1, 3, 3, device="meta")
     assert torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), weight).device.type == "cpu"
     with simulated_gpu(), pytest.raises(DeviceMixError, match=r"aten\.convolution\.default .* shape \(1, 1, 4, 4\)"):
         torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), weight)
+
+
+def test_the_simulation_patches_get_device_in_its_one_home():
+    """No module of the package holds a reference of its own, which the simulation would miss."""
+    import cnnlesson
+
+    holders = []
+    for info in pkgutil.iter_modules(cnnlesson.__path__):
+        if info.name not in ("__main__", "device"):  # importing __main__ would run the command line
+            module = importlib.import_module(f"cnnlesson.{info.name}")
+            holders += [info.name] if "get_device" in vars(module) else []
+    assert holders == []
 
 
 def test_a_torch_without_the_private_module_skips_instead_of_breaking(monkeypatch):
@@ -247,7 +262,7 @@ def test_plot_im2col_takes_tensors_on_any_device():
     image, kernel = torch.arange(12.0).reshape(3, 4), torch.ones(2, 2)
     on_cpu = plot_im2col(image, kernel)
     with simulated_gpu():
-        from cnnlesson.train import get_device
+        from cnnlesson.device import get_device
 
         on_gpu = plot_im2col(image.to(get_device()), kernel.to(get_device()))
     assert len(on_cpu.axes) == len(on_gpu.axes) == 4
