@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import torch.nn as nn
 
+from cnnlesson._checks import check_int
+
 
 class LayerSpec(NamedTuple):
     """One sliding-window layer: its name, square kernel, stride and padding."""
@@ -45,12 +47,6 @@ class Field(NamedTuple):
     start: int
 
 
-def _positive_int(value, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{what}: expected an int >= {minimum}, got {value!r}")
-    return value
-
-
 def receptive_fields(specs: Iterable[LayerSpec | tuple]) -> list[Field]:
     """The receptive field after each layer of a stack, first layer first.
 
@@ -66,9 +62,9 @@ def receptive_fields(specs: Iterable[LayerSpec | tuple]) -> list[Field]:
     for index, spec in enumerate(specs):
         spec = LayerSpec(*spec)
         where = f"specs[{index}] ({spec.name})"
-        kernel = _positive_int(spec.kernel, f"{where}.kernel", 1)
-        stride = _positive_int(spec.stride, f"{where}.stride", 1)
-        padding = _positive_int(spec.padding, f"{where}.padding", 0)
+        kernel = check_int(f"{where}.kernel", spec.kernel, low=1)
+        stride = check_int(f"{where}.stride", spec.stride, low=1)
+        padding = check_int(f"{where}.padding", spec.padding, low=0)
         size += (kernel - 1) * jump
         start -= padding * jump
         jump *= stride

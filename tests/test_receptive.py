@@ -60,15 +60,15 @@ def test_plain_tuples_and_defaults():
     assert receptive_fields([]) == []
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    (("c", 0), r"specs\[0\] \(c\)\.kernel: expected an int >= 1, got 0"),
-    (("c", 3, 0), r"stride: expected an int >= 1, got 0"),
-    (("c", 3, 1, -1), r"padding: expected an int >= 0, got -1"),
-    (("c", 3.0), r"kernel: expected an int >= 1, got 3\.0"),
-    (("c", True), r"kernel: expected an int >= 1, got True"),
+@pytest.mark.parametrize(("spec", "error", "message"), [
+    (("c", 0), ValueError, r"specs\[0\] \(c\)\.kernel: expected an int >= 1, got 0"),
+    (("c", 3, 0), ValueError, r"stride: expected an int >= 1, got 0"),
+    (("c", 3, 1, -1), ValueError, r"padding: expected an int >= 0, got -1"),
+    (("c", 3.0), TypeError, r"kernel: expected an int, got 3\.0"),
+    (("c", True), TypeError, r"kernel: expected an int, got True"),
 ])  # fmt: skip
-def test_bad_specs_name_the_field(spec, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_specs_name_the_field(spec, error, message):
+    with pytest.raises(error, match=message):
         receptive_fields([spec])
 
 
