@@ -127,7 +127,7 @@ def test_forced_device_is_the_blocks_default(reader_dir, forced_device):
     """Under `pytest --torch-device D`, a block's `get_device()` (what the pages and the CLI use) is D."""
     from cnnlesson.device import get_device
 
-    block = CodeBlock("from cnnlesson.train import get_device\nprint(get_device())\n", 1, "python")
+    block = CodeBlock("from cnnlesson.device import get_device\nprint(get_device())\n", 1, "python")
     expected = str(get_device(forced_device)) if forced_device else str(get_device("auto"))
     assert run_block(block) == expected + "\n"
 
