@@ -97,7 +97,10 @@ def visualize_feature_maps(model: nn.Module, image: torch.Tensor, path: str | os
         ax.axis("off")
     fig.tight_layout()
     if shown is not None:
-        fig.colorbar(shown, ax=axes, fraction=0.02, pad=0.02, label="response after ReLU")
+        # Large type: the page shrinks this 12-inch figure to its text column.
+        bar = fig.colorbar(shown, ax=axes, fraction=0.02, pad=0.02)
+        bar.set_label("response after ReLU", fontsize=16)
+        bar.ax.tick_params(labelsize=15)
     return _finish(fig, path, layout=False)
 
 
@@ -129,8 +132,8 @@ def plot_filters(
         got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise TypeError(f"conv: expected an nn.Conv2d or a 4-D weight (out, in, kh, kw), got {got}")
     weight = weight.detach().cpu()
-    marked = set(marked)
-    outside = sorted(k for k in marked if not (0 <= k < weight.shape[0]))
+    framed = set(marked)
+    outside = sorted(k for k in framed if not (0 <= k < weight.shape[0]))
     if outside:
         raise ValueError(f"marked: expected filter indices in [0, {weight.shape[0]}), got {outside}")
     nrows = math.ceil(weight.shape[0] / ncols)
@@ -141,7 +144,7 @@ def plot_filters(
     for i, ax in enumerate(axes.flat):
         if i < weight.shape[0]:
             shown = ax.imshow(weight[i, 0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-            if i in marked:
+            if i in framed:
                 _frame(ax, "black", 3.0)
             else:
                 _frame(ax, "0.8", 0.5)
@@ -149,7 +152,9 @@ def plot_filters(
             ax.axis("off")
     fig.tight_layout()
     if shown is not None:
-        fig.colorbar(shown, ax=axes, fraction=0.03, pad=0.02, label="weight")
+        bar = fig.colorbar(shown, ax=axes, fraction=0.03, pad=0.02)
+        bar.set_label("weight", fontsize=13)
+        bar.ax.tick_params(labelsize=12)
     return _finish(fig, path, layout=False)
 
 
