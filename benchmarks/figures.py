@@ -14,7 +14,9 @@ committed figures stay as they are.
 It also measures the pages' claim that learned filters look like Sobel
 filters: the share of first-layer filters whose best Pearson correlation
 with one of the eight compass rotations of the Sobel kernel reaches
-SOBEL_THRESHOLD.
+SOBEL_THRESHOLD (the filters figure frames those). The predictions figure
+shows the model's real mistakes: the first SHOWN_RIGHT held-out digits it
+gets right, then the first SHOWN_WRONG it gets wrong.
 """
 
 import datetime
@@ -45,6 +47,7 @@ FIGURES = (
 )  # fmt: skip
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)  # the lesson's, section 7
 SOBEL_THRESHOLD = 0.8
+SHOWN_RIGHT, SHOWN_WRONG = 8, 8  # the predictions figure: one row of each
 
 
 def compass_sobels() -> list[np.ndarray]:
@@ -72,6 +75,21 @@ def sobel_likeness(weight: torch.Tensor) -> list[float]:
     return [round(float(c), 4) for c in correlation.max(axis=1)]
 
 
+def pick_predictions(net: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[list[int], int]:
+    """Indices of the first SHOWN_RIGHT right and first SHOWN_WRONG wrong predictions, and the number wrong.
+
+    With fewer mistakes than SHOWN_WRONG, more right ones fill the figure.
+    """
+    net.eval()
+    with torch.no_grad():
+        predicted = torch.cat([net(X[k : k + 500]).argmax(1) for k in range(0, len(X), 500)])
+    right = (predicted == y).nonzero().flatten().tolist()
+    wrong = (predicted != y).nonzero().flatten().tolist()
+    shown_wrong = wrong[:SHOWN_WRONG]
+    shown_right = right[: SHOWN_RIGHT + SHOWN_WRONG - len(shown_wrong)]
+    return shown_right + shown_wrong, len(wrong)
+
+
 def _save(fig, path: Path) -> None:
     save_figure(fig, path)
     plt.close(fig)
@@ -84,7 +102,8 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
         return {"skipped": MISSING}
     out_dir = Path(out_dir)
     epochs = 1 if quick else EPOCHS
-    # The first real training digit and its Sobel-x edges, as the convolution page computes them.
+    # MNIST's first test digit (the split's first training digit: it trains on the t10k set's start)
+    # and its Sobel-x edges, as the convolution page computes them from datasets.MNIST(..., train=False)[0].
     digit = np.asarray(datasets.MNIST(root, train=True)[0][0], dtype=np.float64)
     _save(plot_images({"digit": digit, "Sobel x (vertical edges)": conv2d_numpy(digit, SOBEL_X)}), out_dir / FIGURES[0])
 
@@ -97,14 +116,15 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
     untrained = sobel_likeness(net.conv1.weight)  # the baseline: how Sobel-like random filters already are
     history = train(net, train_loader, test_loader, num_epochs=epochs, lr=LR, device="cpu", seed=SEED, progress=False)
     net.eval()
-    images, labels = test_loader.X[:16], test_loader.y[:16]
-    _save(plot_history(history), out_dir / FIGURES[1])
-    _save(plot_predictions(net, images, labels), out_dir / FIGURES[2])
-    _save(visualize_feature_maps(net, images[0]), out_dir / FIGURES[3])
-    _save(plot_filters(net.conv1), out_dir / FIGURES[4])
-
+    shown, num_wrong = pick_predictions(net, test_loader.X, test_loader.y)
     likeness = sobel_likeness(net.conv1.weight)
     sobel_like = sum(c >= SOBEL_THRESHOLD for c in likeness)
+    _save(plot_history(history), out_dir / FIGURES[1])
+    _save(plot_predictions(net, test_loader.X[shown], test_loader.y[shown]), out_dir / FIGURES[2])
+    _save(visualize_feature_maps(net, test_loader.X[0]), out_dir / FIGURES[3])
+    marked = [k for k, c in enumerate(likeness) if c >= SOBEL_THRESHOLD]
+    _save(plot_filters(net.conv1, marked=marked), out_dir / FIGURES[4])
+
     return {
         "data": (f"real MNIST digits: the first {len(train_loader.X):,} of the t10k set to train, "
                  f"the last {len(test_loader.X):,} to test"),
@@ -118,6 +138,12 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
         "device": "cpu",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "final_test_accuracy": round(history[-1]["test_accuracy"], 4),
+        "predictions": {
+            "shown": shown,  # indices into the held-out digits, right ones first
+            "shown_wrong": min(num_wrong, SHOWN_WRONG),
+            "wrong": num_wrong,  # of all the held-out digits
+        },
+        "feature_map_digit": 0,  # the first held-out digit
         "sobel": {
             "threshold": SOBEL_THRESHOLD,
             "filters": len(likeness),

@@ -32,8 +32,9 @@ def close(fig: Figure) -> None:
     plt.close(fig)
 
 
-def _finish(fig: Figure, path) -> Figure:
-    fig.tight_layout()
+def _finish(fig: Figure, path, layout: bool = True) -> Figure:
+    if layout:
+        fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -70,7 +71,14 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
 
 
 def visualize_feature_maps(model: nn.Module, image: torch.Tensor, path: str | os.PathLike | None = None) -> Figure:
-    """Visualize feature maps from the first Conv layer, in a 4x8 grid (the lesson's function)."""
+    """Visualize feature maps from the first Conv layer, in a 4x8 grid (the lesson's function).
+
+    Unlike the lesson's, it finds the first conv layer itself (`first_conv`),
+    moves the image to that layer's device, and draws every map on one
+    colour scale, from 0 to the largest response, with a colour bar: a map
+    that is bright here responds strongly compared with the others, not only
+    compared with itself.
+    """
     conv = first_conv(model)
     image = _as_batch(image)
     model.eval()
@@ -78,31 +86,76 @@ def visualize_feature_maps(model: nn.Module, image: torch.Tensor, path: str | os
         # First Conv output
         x = conv(image.to(conv.weight.device))
         x = F.relu(x)
+    x = x.cpu()
+    top = float(x.max()) or 1.0
     # Display in grid
     fig, axes = plt.subplots(4, 8, figsize=(12, 6))
+    shown = None
     for i, ax in enumerate(axes.flat):
         if i < x.shape[1]:
-            ax.imshow(x[0, i].cpu().numpy(), cmap="viridis")
+            shown = ax.imshow(x[0, i].numpy(), cmap="viridis", vmin=0.0, vmax=top)
         ax.axis("off")
-    return _finish(fig, path)
+    fig.tight_layout()
+    if shown is not None:
+        # Large type: the page shrinks this 12-inch figure to its text column.
+        bar = fig.colorbar(shown, ax=axes, fraction=0.02, pad=0.02)
+        bar.set_label("response after ReLU", fontsize=16)
+        bar.ax.tick_params(labelsize=15)
+    return _finish(fig, path, layout=False)
 
 
-def plot_filters(conv: nn.Conv2d | torch.Tensor, path: str | os.PathLike | None = None, ncols: int = 8) -> Figure:
-    """Draw each filter of a conv layer (its first input channel) as a small image."""
+def _frame(ax, colour: str, width: float) -> None:
+    """Hide an image's ticks and draw its border (axis("off") would hide the border too)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(width)
+
+
+def plot_filters(
+    conv: nn.Conv2d | torch.Tensor,
+    path: str | os.PathLike | None = None,
+    ncols: int = 8,
+    marked: Sequence[int] = (),
+) -> Figure:
+    """Draw each filter of a conv layer (its first input channel) as a small image, with a colour bar.
+
+    Args:
+        conv: the layer, or its 4-D weight (out, in, kh, kw).
+        path: where to save the figure, if anywhere.
+        ncols: filters per row.
+        marked: indices of filters to frame in black (e.g. the Sobel-like ones).
+    """
     weight = conv.weight if isinstance(conv, nn.Conv2d) else conv
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
         got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise TypeError(f"conv: expected an nn.Conv2d or a 4-D weight (out, in, kh, kw), got {got}")
     weight = weight.detach().cpu()
+    framed = set(marked)
+    outside = sorted(k for k in framed if not (0 <= k < weight.shape[0]))
+    if outside:
+        raise ValueError(f"marked: expected filter indices in [0, {weight.shape[0]}), got {outside}")
     nrows = math.ceil(weight.shape[0] / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.2 * nrows), squeeze=False)
     # One colour scale for all filters, centred on 0: signs compare across filters.
     limit = float(weight[:, 0].abs().max()) or 1.0
+    shown = None
     for i, ax in enumerate(axes.flat):
         if i < weight.shape[0]:
-            ax.imshow(weight[i, 0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.axis("off")
-    return _finish(fig, path)
+            shown = ax.imshow(weight[i, 0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+            if i in framed:
+                _frame(ax, "black", 3.0)
+            else:
+                _frame(ax, "0.8", 0.5)
+        else:
+            ax.axis("off")
+    fig.tight_layout()
+    if shown is not None:
+        bar = fig.colorbar(shown, ax=axes, fraction=0.03, pad=0.02)
+        bar.set_label("weight", fontsize=13)
+        bar.ax.tick_params(labelsize=12)
+    return _finish(fig, path, layout=False)
 
 
 def plot_history(history: Sequence[Mapping], path: str | os.PathLike | None = None) -> Figure:
@@ -225,5 +278,6 @@ def plot_im2col(image, kernel, position: tuple[int, int] = (0, 0), path: str | o
     _grid(axes[0], image, f"input: window at ({i}, {j})", [(i + a, j + b) for a in range(kh) for b in range(kw)])
     _grid(axes[1], kernel.reshape(1, -1), "kernel as a row", [(0, c) for c in range(kh * kw)], "tab:blue")
     _grid(axes[2], columns, f"im2col: {kh * kw} × {oh * ow}, column {k}", [(r, k) for r in range(kh * kw)])
-    _grid(axes[3], output, "row @ im2col → output", [(i, j)], "tab:green")
-    return _finish(fig, path)
+    _grid(axes[3], output, "output:\nrow @ im2col", [(i, j)], "tab:green")
+    fig.tight_layout(w_pad=2.5)  # room between panels, so no title reaches over its neighbour
+    return _finish(fig, path, layout=False)

@@ -127,7 +127,7 @@ def test_forced_device_is_the_blocks_default(reader_dir, forced_device):
     """Under `pytest --torch-device D`, a block's `get_device()` (what the pages and the CLI use) is D."""
     from cnnlesson.device import get_device
 
-    block = CodeBlock("from cnnlesson.train import get_device\nprint(get_device())\n", 1, "python")
+    block = CodeBlock("from cnnlesson.device import get_device\nprint(get_device())\n", 1, "python")
     expected = str(get_device(forced_device)) if forced_device else str(get_device("auto"))
     assert run_block(block) == expected + "\n"
 
@@ -261,3 +261,25 @@ def test_notebook_code_cells_are_the_pages_python_blocks(docs_hook):
     assert order == sorted(order)
     # Only the API reference and the results page stay out, and they have no python block.
     assert {block_id.split(":")[0] for block_id, _ in collect()} <= set(pages)
+
+
+# --- Claims the pages make, checked on their own code ------------------------------
+
+
+def page_block(page: str, starts_with: str) -> CodeBlock:
+    """The python block of `page` whose code contains `starts_with` (exactly one)."""
+    found = [block for block_id, block in collect([DOCS / page]) if starts_with in block.code]
+    assert len(found) == 1, f"{page}: {len(found)} blocks contain {starts_with!r}"
+    return found[0]
+
+
+def test_learning_a_filter_recovers_the_lessons_filter():
+    """The convolution page's gradient descent finds the filter that made the outputs, not just a low loss."""
+    import torch
+
+    block = page_block("convolution.md", "K_true = torch.tensor")
+    namespace = {"__name__": "__main__"}
+    with stdout_io():
+        exec(compile(block.code, "<learning a filter>", "exec"), namespace)
+    assert torch.allclose(namespace["K"].detach(), namespace["K_true"], atol=1e-4)
+    assert not torch.allclose(torch.zeros(1, 1, 2, 2), namespace["K_true"], atol=1e-4)  # it started elsewhere

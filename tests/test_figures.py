@@ -101,3 +101,26 @@ def test_figures_part_is_skipped_cleanly_without_shared(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert figures.run(tmp_path, quick=True) == {"skipped": figures.MISSING}
     assert not list(tmp_path.glob("*.png"))
+
+
+class _Reads(torch.nn.Module):
+    """A 'model' that predicts the class written in each image's first pixel."""
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(x[:, 0, 0, 0].long(), 10).float()
+
+
+def test_predictions_figure_shows_real_mistakes_after_right_ones():
+    predicted = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4] * 3)
+    X = predicted.float()[:, None, None, None].expand(-1, 1, 2, 2).clone()
+    y = predicted.clone()
+    wrong_at = [2, 7, 11, 30, 31, 40, 41, 42, 50, 55]
+    y[wrong_at] = (y[wrong_at] + 1) % 10
+    shown, num_wrong = figures.pick_predictions(_Reads(), X, y)
+    right = [k for k in range(len(y)) if k not in wrong_at][: figures.SHOWN_RIGHT]
+    assert shown == right + wrong_at[: figures.SHOWN_WRONG] and num_wrong == len(wrong_at)
+    # Fewer mistakes than a row: more right ones fill the figure, the mistakes still last.
+    y = predicted.clone()
+    y[5] = (y[5] + 1) % 10
+    shown, num_wrong = figures.pick_predictions(_Reads(), X, y)
+    assert num_wrong == 1 and len(shown) == figures.SHOWN_RIGHT + figures.SHOWN_WRONG and shown[-1] == 5

@@ -33,7 +33,7 @@ def drawn_images(fig: Figure) -> int:
 
 def test_feature_maps_draw_one_panel_per_channel_and_save(tmp_path):
     fig = visualize_feature_maps(MNISTNet(), torch.randn(1, 1, 28, 28), tmp_path / "feature_maps.png")
-    assert isinstance(fig, Figure) and len(fig.axes) == 32 and drawn_images(fig) == 32
+    assert isinstance(fig, Figure) and len(fig.axes) == 32 + 1 and drawn_images(fig) == 32  # and a colour bar
     assert (tmp_path / "feature_maps.png").read_bytes().startswith(PNG)
     assert [p.name for p in tmp_path.iterdir()] == ["feature_maps.png"]
     # LeNet-5's conv1 has 6 channels: 6 maps, the rest of the 4x8 grid blank.
@@ -48,6 +48,19 @@ def test_feature_maps_are_the_relu_of_conv1():
     assert (fig.axes[5].images[0].get_array() == expected).all()
 
 
+def test_feature_maps_share_one_colour_scale_from_zero():
+    """Every map from 0 to the largest response of any map, so brightness compares across maps; a colour bar says so."""
+    net = MNISTNet()
+    image = torch.randn(1, 1, 28, 28)
+    fig = visualize_feature_maps(net, image)
+    with torch.no_grad():
+        top = float(torch.relu(net.conv1(image)).max())
+    limits = [ax.images[0].get_clim() for ax in fig.axes if ax.images]
+    assert len(limits) == 32 and all(low == 0.0 and high == pytest.approx(top) for low, high in limits)
+    (bar,) = [ax for ax in fig.axes if not ax.images]
+    assert bar.get_ylabel() == "response after ReLU"
+
+
 def test_first_conv_finds_conv1_or_the_first_conv2d():
     net = MNISTNet()
     assert first_conv(net) is net.conv1
@@ -55,6 +68,16 @@ def test_first_conv_finds_conv1_or_the_first_conv2d():
     assert first_conv(cifar) is cifar.features[0]
     with pytest.raises(ValueError, match="model: expected a model with a Conv2d layer, Linear has none"):
         first_conv(torch.nn.Linear(2, 2))
+
+
+def test_filters_mark_the_chosen_ones_and_have_a_colour_bar():
+    fig = plot_filters(MNISTNet().conv1, marked=[0, 5])
+    filters = [ax for ax in fig.axes if ax.images]
+    widths = [ax.spines["top"].get_linewidth() for ax in filters]
+    assert [k for k, w in enumerate(widths) if w == 3.0] == [0, 5] and set(widths) == {3.0, 0.5}
+    assert [ax.get_ylabel() for ax in fig.axes if not ax.images] == ["weight"]
+    with pytest.raises(ValueError, match=r"marked: expected filter indices in \[0, 32\), got \[32\]"):
+        plot_filters(MNISTNet().conv1, marked=[32])
 
 
 def test_filters_one_image_per_output_channel():
@@ -127,6 +150,19 @@ def test_im2col_figure_shows_the_windows_as_columns_and_the_product():
     assert columns.get_title() == "im2col: 6 × 9, column 5"
 
 
+def test_im2col_titles_stay_over_their_own_panel():
+    """No title reaches over a neighbouring panel (the output's title once covered the orange column)."""
+    fig = plot_im2col(np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2]]), np.array([[1, 0], [0, 1]]), position=(1, 2))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
+    for k, ax in enumerate(fig.axes):
+        title = ax.title.get_window_extent(renderer)
+        for other, box in enumerate(boxes):
+            if other != k:
+                assert title.x1 < box.x0 or title.x0 > box.x1 or title.y1 < box.y0 or title.y0 > box.y1, (k, other)
+
+
 def test_im2col_figure_errors():
     with pytest.raises(ValueError, match=r"position: expected a window index in \[0, 3\) x \[0, 3\), got \(3, 0\)"):
         plot_im2col(np.zeros((4, 4)), np.ones((2, 2)), position=(3, 0))
@@ -149,14 +185,10 @@ def test_importing_viz_leaves_the_backend_to_the_reader():
     assert done.stdout.strip() == "svg"
 
 
-# --- the feature-maps page's verbatim visualize_feature_maps behaves like the package's ---
-
-def _pixels(fig: Figure) -> np.ndarray:
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba()).copy()
-
+# --- The feature-maps page's verbatim visualize_feature_maps and the package's ---
 
 def test_page_visualize_feature_maps_draws_what_the_package_draws(digit_roots, tmp_path, monkeypatch):
+    """The same maps in the same grid; the page's function scales each map alone, the package's all alike."""
     from lesson_code import page_definition
 
     from cnnlesson.data import load_mnist
@@ -174,10 +206,13 @@ def test_page_visualize_feature_maps_draws_what_the_package_draws(digit_roots, t
         page_fig = plt.gcf()
         assert (tmp_path / "feature_maps.png").read_bytes().startswith(PNG)
         package_fig = visualize_feature_maps(model, image)
-        assert len(page_fig.axes) == len(package_fig.axes) == 32
-        for ours, theirs in zip(page_fig.axes, package_fig.axes, strict=True):
+        assert len(page_fig.axes) == 32 and len(package_fig.axes) == 32 + 1  # the package adds a colour bar
+        top = max(float(ax.images[0].get_array().max()) for ax in page_fig.axes)
+        for ours, theirs in zip(page_fig.axes, package_fig.axes[:32], strict=True):
             assert len(ours.images) == len(theirs.images) == 1 and not ours.axison and not theirs.axison
             np.testing.assert_array_equal(ours.images[0].get_array(), theirs.images[0].get_array())
             assert ours.images[0].get_cmap().name == theirs.images[0].get_cmap().name == "viridis"
-        np.testing.assert_array_equal(_pixels(page_fig), _pixels(package_fig))  # the same picture, pixel for pixel
+            mine = ours.images[0].get_array()
+            assert ours.images[0].get_clim() == (mine.min(), mine.max())  # imshow's own stretch, map by map
+            assert theirs.images[0].get_clim() == (0.0, pytest.approx(top))
     assert not model.training  # both leave the model in eval mode, as the lesson's does
