@@ -23,8 +23,8 @@ import torch
 import torchvision
 from tqdm.auto import tqdm
 
-from benchmarks.provenance import provenance
 from benchmarks import accuracy, conv, costs, distributed, figures, trainer
+from benchmarks.provenance import provenance
 from benchmarks.realdata import REPO
 from benchmarks.timing import pin_allocator, thread_pools
 from cnnlesson.files import write_text_atomic
@@ -63,9 +63,16 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the chosen parts, write OUT/results.json, and return the results."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every part runs")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "results", help="folder for results.json and figures")
-    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS),
-                        help="run only these parts (the file keeps the others when they measured the same code)")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "docs" / "results", help="folder for results.json and figures"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="run only these parts (the file keeps the others when they measured the same code)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -99,16 +106,22 @@ def main(argv: list[str] | None = None) -> dict:
                 # The costs part builds the site and runs the suite: let them read
                 # this run's numbers, not the previous file's.
                 previous = args.out / "results.json"
-                interim = {**(json.loads(previous.read_text()) if previous.exists() else {}), **results,
-                           "costs": {"skipped": "still being measured by this run"},
-                           "wall_seconds": round(time.perf_counter() - start)}  # so far
+                interim = {
+                    **(json.loads(previous.read_text()) if previous.exists() else {}),
+                    **results,
+                    "costs": {"skipped": "still being measured by this run"},
+                    "wall_seconds": round(time.perf_counter() - start),
+                }  # so far
                 write_text_atomic(args.out / "results.json", json.dumps(interim, indent=2) + "\n")
             results[part] = runs[part]()
             tqdm.write(f"{part}: {json.dumps(results[part])[:300]}")
     kept = _kept_parts(args.out / "results.json", results, args.only)
     parts = {part: results.get(part, kept.get(part)) for part in PARTS if part in results or part in kept}
-    results = {**{key: value for key, value in results.items() if key not in PARTS}, **parts,
-               "wall_seconds": round(time.perf_counter() - start)}  # the parts this command ran
+    results = {
+        **{key: value for key, value in results.items() if key not in PARTS},
+        **parts,
+        "wall_seconds": round(time.perf_counter() - start),
+    }  # the parts this command ran
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out / 'results.json'}")
     return results
@@ -119,8 +132,10 @@ def _kept_parts(path: Path, results: dict, measured: list[str]) -> dict:
     if set(measured) == set(PARTS) or not path.exists():
         return {}
     previous = json.loads(path.read_text())
-    same = (previous.get("quick") == results["quick"]
-            and (previous.get("provenance") or {}).get("code_hash") == results["provenance"]["code_hash"])
+    same = (
+        previous.get("quick") == results["quick"]
+        and (previous.get("provenance") or {}).get("code_hash") == results["provenance"]["code_hash"]
+    )
     return {part: previous[part] for part in PARTS if part not in measured and part in previous} if same else {}
 
 

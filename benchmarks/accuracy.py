@@ -33,11 +33,13 @@ def _plot(models: dict, path: Path, split: tuple[int, int] | None = None) -> Non
     for name, result in models.items():
         mean, std = result["test_accuracy"], result["test_accuracy_std"]
         epochs = range(1, len(mean) + 1)
-        ax.errorbar(epochs, [100 * a for a in mean], yerr=[100 * s for s in std], fmt="o-", capsize=3,
-                    label=name)
+        ax.errorbar(epochs, [100 * a for a in mean], yerr=[100 * s for s in std], fmt="o-", capsize=3, label=name)
     seeds = len(next(iter(models.values()))["final_test_accuracy_by_seed"])
-    ax.set(xlabel="epoch", ylabel=f"test accuracy (%), mean ± std over {seeds} seeds",
-           title="MNIST's test set, split" + (f": {split[0]:,} digits to train, {split[1]:,} to test" if split else ""))
+    ax.set(
+        xlabel="epoch",
+        ylabel=f"test accuracy (%), mean ± std over {seeds} seeds",
+        title="MNIST's test set, split" + (f": {split[0]:,} digits to train, {split[1]:,} to test" if split else ""),
+    )
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -92,8 +94,10 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
         result["standard_error"] = round(math.sqrt(p * (1 - p) / split[1]), 4)
     _plot(results, out_dir / "accuracy_curves.png", split)
     return {
-        "data": (f"real MNIST digits: MNIST's test set (t10k), its first {split[0]:,} digits to train, "
-                 f"the last {split[1]:,} to test"),
+        "data": (
+            f"real MNIST digits: MNIST's test set (t10k), its first {split[0]:,} digits to train, "
+            f"the last {split[1]:,} to test"
+        ),
         "seeds": list(seeds),
         "train_images": split[0],
         "test_images": split[1],

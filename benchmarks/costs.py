@@ -9,7 +9,6 @@ from pathlib import Path
 
 from benchmarks.realdata import REPO
 
-
 # The suite's checks of the committed docs/results/results.json fail by design
 # while this run is rewriting it (costs not measured yet, code hash of the old
 # run); they are left out of this run of the suite.
@@ -37,8 +36,9 @@ def run(out_dir: Path, quick: bool = False) -> dict:
         build_seconds, _, _ = _timed([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", site])
     # A failing suite is recorded (and fails test_benchmarks), not raised: the other parts' numbers stay.
     deselect = [arg for test in COMMITTED_RESULTS_TESTS for arg in ("--deselect", test)]
-    test_seconds, output, code = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *deselect],
-                                        check=False)
+    test_seconds, output, code = _timed(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *deselect], check=False
+    )
     summary = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?) in [\d.]+s", output, flags=re.M)
     return {
         "mkdocs_build_seconds": round(build_seconds, 1),

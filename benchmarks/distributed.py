@@ -95,8 +95,14 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None, device: st
         flags = {"nproc_per_node": processes, "epochs": 1 if quick else 2, "device": device}
         out = work / f"distributed-{device}-{processes}"
         ips = images_per_second(page_argv(root, out, **flags), out, threads)
-        runs.append({"processes": processes, "threads_per_process": threads, "images_per_second": round(ips, 1),
-                     "command": shlex.join(page_argv(**flags))})  # as the page writes it: ROOT and OUT
+        runs.append(
+            {
+                "processes": processes,
+                "threads_per_process": threads,
+                "images_per_second": round(ips, 1),
+                "command": shlex.join(page_argv(**flags)),
+            }
+        )  # as the page writes it: ROOT and OUT
     return {
         "device": device,
         "data": data,

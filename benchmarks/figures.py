@@ -126,8 +126,10 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
     _save(plot_filters(net.conv1, marked=marked), out_dir / FIGURES[4])
 
     return {
-        "data": (f"real MNIST digits: the first {len(train_loader.X):,} of the t10k set to train, "
-                 f"the last {len(test_loader.X):,} to test"),
+        "data": (
+            f"real MNIST digits: the first {len(train_loader.X):,} of the t10k set to train, "
+            f"the last {len(test_loader.X):,} to test"
+        ),
         "model": "mnistnet",
         "train_images": len(train_loader.X),
         "test_images": len(test_loader.X),

@@ -94,9 +94,11 @@ def write_asset(path: Path, net: MNISTNet, X: torch.Tensor, y: torch.Tensor, fir
             "pixels": base64.b64encode(as_bytes(X[chosen]).tobytes()).decode("ascii"),
         },
     }
-    text = ("// MNISTNet's weights for the feature-maps page, written by `python -m benchmarks`\n"
-            "// (benchmarks/livenet.py) with the figures of the same run. Do not edit.\n"
-            f"window.LIVENET_ASSET = {json.dumps(asset)};\n")
+    text = (
+        "// MNISTNet's weights for the feature-maps page, written by `python -m benchmarks`\n"
+        "// (benchmarks/livenet.py) with the figures of the same run. Do not edit.\n"
+        f"window.LIVENET_ASSET = {json.dumps(asset)};\n"
+    )
     write_text_atomic(path, text)
     return {"run": run, "picker_digits": len(chosen)}
 
@@ -112,15 +114,19 @@ def _in_chromium(images: str, asset: Path, rounds: int) -> tuple[list, list, str
             page.set_content("<!doctype html><title>livenet</title>")
             page.add_script_tag(path=str(JAVASCRIPT / "livenet.js"))
             page.add_script_tag(path=str(asset))
-            logits = page.evaluate("""images => {
+            logits = page.evaluate(
+                """images => {
               const net = LiveNet.decode(window.LIVENET_ASSET.weights);
               const all = new Float32Array(LiveNet.bytesOf(images).buffer), out = [];
               for (let k = 0; k < all.length / 784; k++) {
                 out.push(Array.from(LiveNet.forward(net, all.subarray(k * 784, (k + 1) * 784)).logits));
               }
               return out;
-            }""", images)
-            times = page.evaluate("""rounds => {
+            }""",
+                images,
+            )
+            times = page.evaluate(
+                """rounds => {
               const net = LiveNet.decode(window.LIVENET_ASSET.weights);
               const x = new Float32Array(784).fill(-0.4242);
               for (let k = 0; k < 20; k++) LiveNet.forward(net, x);  // warm-up: the JIT compiles the loops
@@ -131,7 +137,9 @@ def _in_chromium(images: str, asset: Path, rounds: int) -> tuple[list, list, str
                 times.push(performance.now() - t0);
               }
               return times;
-            }""", rounds)
+            }""",
+                rounds,
+            )
             version = browser.version
         finally:
             browser.close()

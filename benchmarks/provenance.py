@@ -39,5 +39,9 @@ def provenance(repo: Path = REPO) -> dict:
     """
     commit = _git(repo, "rev-parse", "HEAD")
     status = _git(repo, "status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": None if status is None else bool(status),
-            "code_hash": code_hash(repo), "hashed": [f"{source}/" for source in SOURCES]}
+    return {
+        "commit": commit,
+        "dirty": None if status is None else bool(status),
+        "code_hash": code_hash(repo),
+        "hashed": [f"{source}/" for source in SOURCES],
+    }

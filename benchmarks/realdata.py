@@ -23,7 +23,9 @@ def real_mnist_root(work: Path, num_train: int = 8000) -> Path | None:
     root = work / f"real-mnist-{num_train}"
     if not (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists():
         tool = shared / "tools" / "mnist_real_split.py"
-        subprocess.run([sys.executable, str(tool), str(root), "--train", str(num_train)], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(tool), str(root), "--train", str(num_train)], check=True, capture_output=True
+        )
     return root
 
 

@@ -81,7 +81,9 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None, device: st
     train_loader = loaders["trainer"]
     images = len(train_loader.X)
     if images != len(loaders["lesson"].dataset):
-        raise RuntimeError(f"the two contestants see different data: {images} and {len(loaders['lesson'].dataset)} images")
+        raise RuntimeError(
+            f"the two contestants see different data: {images} and {len(loaders['lesson'].dataset)} images"
+        )
 
     def trainer_epoch():
         train(MNISTNet(), train_loader, num_epochs=1, device=device, progress=False)

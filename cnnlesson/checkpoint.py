@@ -25,12 +25,21 @@ __all__ = ["load_checkpoint", "load_model", "save_checkpoint"]
 _CHECKPOINT_KEYS = {"model_state", "optimizer_state", "history", "meta"}
 # The types of the meta entries the CLI writes (the library writes model and seed).
 # Exact types: bool is an int to isinstance, but True is no padding.
-_META_TYPES = {"model": (str,), "dataset": (str,), "data_root": (str,), "pad": (int,), "seed": (int, type(None)), "standin": (bool,)}
+_META_TYPES = {
+    "model": (str,),
+    "dataset": (str,),
+    "data_root": (str,),
+    "pad": (int,),
+    "seed": (int, type(None)),
+    "standin": (bool,),
+}
 # What cnnlesson.train.train records for every epoch.
 _RECORD_KEYS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "seconds", "images_per_second")
 
 
-def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer=None, history: list | None = None, meta: dict | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, net: nn.Module, optimizer=None, history: list | None = None, meta: dict | None = None
+) -> Path:
     """Save weights, optimizer state, history and metadata atomically to `path`.
 
     Raises:
@@ -84,9 +93,11 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optim
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # unpickling errors come in many types
         if "WeightsUnpickler error:" in str(err):
-            raise ValueError(f"checkpoint: {path} holds objects other than tensors and plain data; refused ({_first_line(err)})") from None
+            raise ValueError(
+                f"checkpoint: {path} holds objects other than tensors and plain data; refused ({_first_line(err)})"
+            ) from None
         raise ValueError(f"checkpoint: {path} is not a readable torch checkpoint ({_first_line(err)})") from None
-    if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= state.keys():
+    if not isinstance(state, dict) or not state.keys() >= _CHECKPOINT_KEYS:
         raise ValueError(f"checkpoint: {path} was not written by cnnlesson.checkpoint.save_checkpoint")
     problem = _type_problem(state)
     if problem is not None:
@@ -149,7 +160,11 @@ def _optimizer_problem(saved) -> str | None:
     if not isinstance(saved["state"], dict) or not isinstance(groups, list) or not groups:
         return "optimizer_state: expected a dict 'state' and a non-empty list 'param_groups'"
     for group in groups:
-        if not isinstance(group, dict) or not isinstance(group.get("params"), list) or not all(is_int(i) for i in group["params"]):
+        if (
+            not isinstance(group, dict)
+            or not isinstance(group.get("params"), list)
+            or not all(is_int(i) for i in group["params"])
+        ):
             return f"optimizer_state: param_groups: expected dicts with a list of parameter numbers, got {group!r:.60}"
         for key in ("lr", "eps", "weight_decay"):
             if key in group and not _is_number(group[key]):
@@ -211,7 +226,9 @@ def _fit_problem(saved: dict, net: nn.Module) -> str | None:
     return None
 
 
-def apply_checkpoint(state: dict, net: nn.Module | None = None, optimizer=None, path: str | os.PathLike = "checkpoint") -> None:
+def apply_checkpoint(
+    state: dict, net: nn.Module | None = None, optimizer=None, path: str | os.PathLike = "checkpoint"
+) -> None:
     """Fill `net` and `optimizer` from a checkpoint `state` that `load_checkpoint` checked (named `path` in errors).
 
     For `cnnlesson.train`, which receives a checkpoint read by another process; left out of `__all__`.
@@ -228,7 +245,9 @@ def apply_checkpoint(state: dict, net: nn.Module | None = None, optimizer=None, 
         try:
             optimizer.load_state_dict(state["optimizer_state"])
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
-            raise ValueError(f"checkpoint: the optimizer state in {path} does not fit the model ({_first_line(err)})") from None
+            raise ValueError(
+                f"checkpoint: the optimizer state in {path} does not fit the model ({_first_line(err)})"
+            ) from None
         for group in optimizer.param_groups:
             for p in group["params"]:
                 for key, value in optimizer.state.get(p, {}).items():

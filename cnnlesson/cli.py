@@ -12,6 +12,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -159,7 +160,9 @@ def _check_earlier_run(args, parser) -> None:
         if path.exists():
             earlier.append(path.name)
     if earlier and not (args.resume or args.overwrite):
-        parser.error(f"--out {args.out} already holds a run ({', '.join(earlier)}); pass --resume to continue it or --overwrite to replace it")
+        parser.error(
+            f"--out {args.out} already holds a run ({', '.join(earlier)}); pass --resume to continue it or --overwrite to replace it"
+        )
 
 
 def _check_writable(folder: Path) -> None:
@@ -207,7 +210,7 @@ def _cmd_train(args, parser, device) -> int:
         if args.seed is not None:
             torch.manual_seed(args.seed)  # the initial weights
         net = models.build_model(args.model)
-        pad = data.mnist_padding(net.input_shape) if args.dataset == "mnist" else 0
+        pad = data.mnist_padding(cast(tuple[int, ...], net.input_shape)) if args.dataset == "mnist" else 0
         train_loader, test_loader = data.get_dataloaders(
             args.dataset, args.data_root, args.batch_size, download=args.download,
             pad=pad, in_memory=not args.dataloader, device=device, standin=args.standin,
@@ -226,7 +229,9 @@ def _cmd_train(args, parser, device) -> int:
         write_history(args.out / "history.json", history)  # also when a resumed run had no epoch left to do
     last = history[-1]
     seconds = sum(r["seconds"] for r in history)
-    print(f"test accuracy {last['test_accuracy']:.4f} after {last['epoch']} epochs ({seconds:.1f} s of training on {device})")
+    print(
+        f"test accuracy {last['test_accuracy']:.4f} after {last['epoch']} epochs ({seconds:.1f} s of training on {device})"
+    )
     print(f"wrote {args.out / 'history.json'} and {args.out / 'checkpoint.pt'}")
     return 0
 
@@ -275,16 +280,24 @@ def _restore(args, device):
                 f"pass --data-root, the folder holding {folder}"
             )
     if meta["dataset"] not in CHANNELS:
-        raise ValueError(f"checkpoint: {args.checkpoint} holds data set {meta['dataset']!r}, expected one of {list(CHANNELS)}")
+        raise ValueError(
+            f"checkpoint: {args.checkpoint} holds data set {meta['dataset']!r}, expected one of {list(CHANNELS)}"
+        )
     if meta["dataset"] != _dataset_of(meta["model"]):
-        raise ValueError(f"checkpoint: {args.checkpoint} holds model {meta['model']}, which does not take {meta['dataset']} images")
+        raise ValueError(
+            f"checkpoint: {args.checkpoint} holds model {meta['model']}, which does not take {meta['dataset']} images"
+        )
     # Checked before any image is read: a crafted pad would make every image enormous.
-    pad = data.mnist_padding(net.input_shape) if meta["dataset"] == "mnist" else 0
+    pad = data.mnist_padding(cast(tuple[int, ...], net.input_shape)) if meta["dataset"] == "mnist" else 0
     if meta.get("pad", pad) != pad:
-        raise ValueError(f"checkpoint: {args.checkpoint} has meta['pad']={meta['pad']}, but {meta['model']} on {meta['dataset']} takes pad={pad}")
+        raise ValueError(
+            f"checkpoint: {args.checkpoint} has meta['pad']={meta['pad']}, but {meta['model']} on {meta['dataset']} takes pad={pad}"
+        )
     root = args.data_root or meta.get("data_root")
     if root is None:
-        raise ValueError(f"checkpoint: {args.checkpoint} does not record where its data is (meta['data_root']); pass --data-root")
+        raise ValueError(
+            f"checkpoint: {args.checkpoint} does not record where its data is (meta['data_root']); pass --data-root"
+        )
     _, test_loader = data.get_dataloaders(
         meta["dataset"], root, download=args.download, pad=pad, standin=meta.get("standin", False)
     )  # fmt: skip
@@ -294,7 +307,9 @@ def _restore(args, device):
 def _cmd_evaluate(args, parser, device) -> int:
     state, net, test_loader = _restore(args, device)
     accuracy = evaluate(net, test_loader, device)
-    print(f"test accuracy {accuracy:.4f} ({len(test_loader.dataset)} {state['meta']['dataset']} test images, {state['meta']['model']})")
+    print(
+        f"test accuracy {accuracy:.4f} ({len(test_loader.dataset)} {state['meta']['dataset']} test images, {state['meta']['model']})"
+    )
     return 0
 
 

@@ -18,11 +18,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 from torchvision.datasets.vision import VisionDataset
 
+import cnnlesson.device
 from cnnlesson import _formats
 from cnnlesson._checks import check_folder, check_int, is_int
 from cnnlesson._formats import NUM_CLASSES, DataCorruptError, DataNotFoundError
 from cnnlesson._tensorloader import TensorLoader
-import cnnlesson.device
 
 __all__ = [
     "MNIST_MEAN", "MNIST_STD", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_CLASSES", "DATASETS", "MNIST_FILES",

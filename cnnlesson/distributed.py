@@ -36,7 +36,15 @@ import cnnlesson.train
 __all__ = ["Launch", "ProcessLostError", "torchrun_launch", "train"]
 
 # What torchrun sets in every process it starts: all of them, or it did not start this one.
-_TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+_TORCHRUN_VARIABLES = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TORCHELASTIC_RUN_ID",
+)
 
 
 class ProcessLostError(RuntimeError):
@@ -129,8 +137,12 @@ def _shard(loader, rank: int, world_size: int, seed: int = 0) -> tuple[Iterable,
             f"{world_size} processes, so that each takes the same share; got {batch}"
         )
     per_rank = batch // world_size
-    dataset = loader.dataset if isinstance(loader, DataLoader) else TensorDataset(loader.X)  # the sampler needs only its length
-    sampler: DistributedSampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    dataset = (
+        loader.dataset if isinstance(loader, DataLoader) else TensorDataset(loader.X)
+    )  # the sampler needs only its length
+    sampler: DistributedSampler = DistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
+    )
     if isinstance(loader, DataLoader):
         return DataLoader(loader.dataset, batch_size=per_rank, sampler=sampler), sampler
     return _ShardedTensorLoader(loader.X, loader.y, per_rank, sampler), sampler
@@ -164,7 +176,11 @@ class _Ranks(cnnlesson.train.OneProcess):
     def combine(self, record: dict) -> dict:
         """The whole job's numbers from one rank's epoch: sums over ranks, the slowest rank's time."""
         images = len(self.sampler)
-        sums = torch.tensor([record["train_loss"] * images, record["train_accuracy"] * images, images], dtype=torch.float64, device=self.device)
+        sums = torch.tensor(
+            [record["train_loss"] * images, record["train_accuracy"] * images, images],
+            dtype=torch.float64,
+            device=self.device,
+        )
         dist.all_reduce(sums)
         seconds = torch.tensor([record["seconds"]], dtype=torch.float64, device=self.device)
         dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
@@ -182,7 +198,14 @@ class _Ranks(cnnlesson.train.OneProcess):
         return sent[0]
 
 
-def train(net: nn.Module, train_loader, test_loader: Iterable | None = None, *, device: str | torch.device | None = None, **kwargs) -> list[dict]:
+def train(
+    net: nn.Module,
+    train_loader,
+    test_loader: Iterable | None = None,
+    *,
+    device: str | torch.device | None = None,
+    **kwargs,
+) -> list[dict]:
     """`cnnlesson.train.train` for one rank of a torchrun job: same arguments, same history.
 
     `train_loader` is the shuffling DataLoader or TensorLoader of a single
@@ -202,7 +225,9 @@ def train(net: nn.Module, train_loader, test_loader: Iterable | None = None, *, 
     """
     launch = torchrun_launch()
     if launch is None:
-        raise ValueError("cnnlesson.distributed.train: not started by torchrun (no RANK, WORLD_SIZE, ...); use cnnlesson.train.train")
+        raise ValueError(
+            "cnnlesson.distributed.train: not started by torchrun (no RANK, WORLD_SIZE, ...); use cnnlesson.train.train"
+        )
     device = launch.device(cnnlesson.device.get_device(device))  # each rank its own GPU, also when called from Python
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     previous = None

@@ -61,7 +61,9 @@ def _remove_orphans(path: Path) -> None:
 def _create_temp(path: Path) -> Path:
     """Create an empty temporary file next to `path`: with `path`'s mode if it exists, else 0666 minus the umask."""
     while True:
-        tmp = path.parent / _TMP_NAME.format(name=path.name, pid=os.getpid(), token=secrets.token_hex(8), suffix=path.suffix)
+        tmp = path.parent / _TMP_NAME.format(
+            name=path.name, pid=os.getpid(), token=secrets.token_hex(8), suffix=path.suffix
+        )
         try:
             # Unlike mkstemp (always 0600), os.open applies the umask as open() does.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

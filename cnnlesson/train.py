@@ -25,7 +25,16 @@ from cnnlesson.checkpoint import apply_checkpoint, load_checkpoint, save_checkpo
 from cnnlesson.files import write_text_atomic
 from cnnlesson.models import MODELS
 
-__all__ = ["DivergedError", "EPOCHS_MAX", "SEED_MAX", "evaluate", "print_epoch", "train", "train_epoch", "write_history"]
+__all__ = [
+    "DivergedError",
+    "EPOCHS_MAX",
+    "SEED_MAX",
+    "evaluate",
+    "print_epoch",
+    "train",
+    "train_epoch",
+    "write_history",
+]
 
 # torch.manual_seed takes 0 .. 2**64 - 1, and epoch e of a run seeded s uses s + e:
 # with these limits that always fits.
@@ -44,7 +53,9 @@ def _model_device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
-def train_epoch(net: nn.Module, loader: Iterable, loss_fn, optimizer, device: torch.device, progress: str | None = None) -> dict:
+def train_epoch(
+    net: nn.Module, loader: Iterable, loss_fn, optimizer, device: torch.device, progress: str | None = None
+) -> dict:
     """Run one epoch of the lesson's loop; return its loss, accuracy and speed."""
     net.train()
     # Sums stay on the device: reading a value with .item() every batch would
@@ -169,7 +180,7 @@ def _check_train_arguments(net, num_epochs, lr, seed, resume, checkpoint) -> Non
 
 def _default_meta(net: nn.Module, seed: int | None, meta: dict | None) -> dict:
     """`meta` with the seed, and the model's name when it is one of the lesson's models, filled in."""
-    names = {cls: name for name, cls in MODELS.items()}
+    names: dict[type[nn.Module], str] = {cls: name for name, cls in MODELS.items()}
     return {**({"model": names[type(net)]} if type(net) in names else {}), "seed": seed, **(meta or {})}
 
 
@@ -181,7 +192,9 @@ def _read_for_resume(checkpoint, seed: int | None, meta: dict) -> dict:
     state = load_checkpoint(checkpoint, map_location="cpu")
     saved = state["meta"]
     if saved.get("seed") is not None and not 0 <= saved["seed"] <= SEED_MAX:
-        raise ValueError(f"checkpoint: {checkpoint} has a bad meta['seed']: expected an int from 0 to {SEED_MAX}, got {saved['seed']}")
+        raise ValueError(
+            f"checkpoint: {checkpoint} has a bad meta['seed']: expected an int from 0 to {SEED_MAX}, got {saved['seed']}"
+        )
     if seed is None and saved.get("seed") is not None:
         # No seed given: continue the seeded run as it began, not unseeded.
         print(f"resume: with the checkpoint's seed {saved['seed']}", file=sys.stderr)
@@ -298,7 +311,9 @@ def train(
         problem = _diverged(record, net)  # the same in every process: the numbers are combined, the weights equal
         if problem is not None:
             kept = f"; {checkpoint} keeps epoch {len(history)}" if checkpoint is not None and history else ""
-            raise DivergedError(f"training diverged in epoch {epoch + 1}: {problem}{kept}; try a smaller lr (now {lr:g})")
+            raise DivergedError(
+                f"training diverged in epoch {epoch + 1}: {problem}{kept}; try a smaller lr (now {lr:g})"
+            )
         accuracy = evaluate(net, test_loader, device) if main and test_loader is not None else None
         record["test_accuracy"] = process.share(accuracy)
         history.append(record)

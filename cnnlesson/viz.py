@@ -195,7 +195,9 @@ def plot_predictions(
 ) -> Figure:
     """Show images with the predicted and true label; wrong predictions in red."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError(f"images: expected a 4-D batch (N, C, H, W), got {getattr(images, 'shape', type(images).__name__)}")
+        raise ValueError(
+            f"images: expected a 4-D batch (N, C, H, W), got {getattr(images, 'shape', type(images).__name__)}"
+        )
     if len(images) != len(labels):
         raise ValueError(f"labels: expected {len(images)} labels (one per image), got {len(labels)}")
     net.eval()
@@ -214,7 +216,9 @@ def plot_predictions(
     return _finish(fig, path)
 
 
-def plot_images(images: Mapping[str, np.ndarray | torch.Tensor], path: str | os.PathLike | None = None, cmap: str = "gray") -> Figure:
+def plot_images(
+    images: Mapping[str, np.ndarray | torch.Tensor], path: str | os.PathLike | None = None, cmap: str = "gray"
+) -> Figure:
     """Draw 2-D arrays side by side, each titled by its key (e.g. a digit and its edges)."""
     if not images:
         raise ValueError("images: expected a non-empty mapping of title -> 2-D array")

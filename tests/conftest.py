@@ -119,8 +119,13 @@ def docs_hook():
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CNNLESSON_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -136,8 +141,10 @@ def pytest_collection_modifyitems(config, items):
     each module whole and in its own order, so that the work has had time.
     """
     if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
-        skip = pytest.mark.skip(reason=f"Chromium not found at {CHROMIUM}: install it with "
-                                       "`apt-get install -y chromium` to run the browser tests")
+        skip = pytest.mark.skip(
+            reason=f"Chromium not found at {CHROMIUM}: install it with "
+            "`apt-get install -y chromium` to run the browser tests"
+        )
         for item in items:
             if "browser" in item.keywords:
                 item.add_marker(skip)
@@ -146,8 +153,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".ipynb": "application/x-ipynb+json", ".js": "text/javascript"}
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".ipynb": "application/x-ipynb+json",
+        ".js": "text/javascript",
+    }
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass
@@ -297,7 +307,11 @@ def early(tmp_path_factory):
 def _start_early_work(request, early):
     """As the first test starts: every early job that a test of this session (not skipped) waits on."""
     items = [item for item in request.session.items if item.get_closest_marker("skip") is None]
-    builds = {_SITE_FIXTURES[name] for item in items for name in _SITE_FIXTURES.keys() & set(getattr(item, "fixturenames", ()))}
+    builds = {
+        _SITE_FIXTURES[name]
+        for item in items
+        for name in _SITE_FIXTURES.keys() & set(getattr(item, "fixturenames", ()))
+    }
     if "site" in builds:
         _start_site_build(early, request.getfixturevalue("_server"))
     if "offline" in builds:
@@ -361,8 +375,10 @@ def _watch(page, problems) -> None:
     page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
     # ERR_ABORTED is the browser cancelling a request itself (the next page load cut
     # off the last one's favicon); a missing file shows as an HTTP error below.
-    page.on("requestfailed", lambda req: req.failure != "net::ERR_ABORTED"
-            and problems.append(f"request failed: {req.url} ({req.failure})"))
+    page.on(
+        "requestfailed",
+        lambda req: req.failure != "net::ERR_ABORTED" and problems.append(f"request failed: {req.url} ({req.failure})"),
+    )
     page.on("response", lambda res: res.status >= 400 and problems.append(f"HTTP {res.status}: {res.url}"))
 
 

@@ -81,8 +81,10 @@ def test_axe_every_page_both_palettes(browser, site_url, site_pages):
             for scheme, page in pages.items():
                 for v in page.evaluate(_AXE_RESULT):
                     if v["impact"] in ("serious", "critical") or v["id"] not in ACCEPTED:
-                        failures.append(f"/{path} [{scheme}] {v['id']} ({v['impact']}, {len(v['nodes'])}x): "
-                                        f"{v['help']}\n    " + "\n    ".join(v["nodes"][:5]))
+                        failures.append(
+                            f"/{path} [{scheme}] {v['id']} ({v['impact']}, {len(v['nodes'])}x): "
+                            f"{v['help']}\n    " + "\n    ".join(v["nodes"][:5])
+                        )
     finally:
         for page in pages.values():
             page.context.close()
@@ -123,8 +125,7 @@ def test_every_image_says_what_it_shows(built_site):
 
 def _smallest_text_px(fig, dpi: float) -> tuple[float, int]:
     """(smallest visible text height in the saved PNG's pixels, the PNG's width in pixels)."""
-    sizes = [t.get_fontsize() * dpi / 72 for t in fig.findobj(Text)
-             if t.get_visible() and t.get_text().strip()]
+    sizes = [t.get_fontsize() * dpi / 72 for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     width = int.from_bytes(buffer.getvalue()[16:20], "big")  # the PNG header's IHDR width
@@ -143,8 +144,9 @@ def _figures(docs_hook, tmp_path, monkeypatch):
     torch.manual_seed(0)
     net = MNISTNet().eval()
     images, labels = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
-    history = [{"epoch": e, "train_loss": 1 / e, "train_accuracy": 0.8 + e / 100, "test_accuracy": 0.8}
-               for e in range(1, 6)]
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "train_accuracy": 0.8 + e / 100, "test_accuracy": 0.8} for e in range(1, 6)
+    ]
     saved += [
         ("training-curves.png", viz.plot_history(history), 100),
         ("predictions.png", viz.plot_predictions(net, images, labels), 100),
@@ -158,14 +160,22 @@ def _figures(docs_hook, tmp_path, monkeypatch):
         saved.append((Path(path).name, fig, dpi))
 
     def sweep(index, sides):
-        return [{"shape": [16, 3, s, s][:index] + [s] + [16, 3, s, s][index + 1:], "numpy_ms": s / 8, "torch_ms": s / 10}
-                for s in sides]
+        return [
+            {"shape": [16, 3, s, s][:index] + [s] + [16, 3, s, s][index + 1 :], "numpy_ms": s / 8, "torch_ms": s / 10}
+            for s in sides
+        ]
 
     monkeypatch.setattr(conv, "save_figure", capture)
     monkeypatch.setattr(viz, "save_figure", capture)  # benchmarks.accuracy imports it when it draws
     conv._plot(sweep(0, [1, 8, 32, 64, 128]), sweep(2, [16, 32, 64, 128]), 2, tmp_path / "conv_scaling.png")
-    models = {name: {"test_accuracy": [0.95, 0.97, 0.98], "test_accuracy_std": [0.004, 0.003, 0.002],
-                     "final_test_accuracy_by_seed": [0.98, 0.981, 0.979]} for name in ("mnistnet", "cnnwithbn", "lenet5")}
+    models = {
+        name: {
+            "test_accuracy": [0.95, 0.97, 0.98],
+            "test_accuracy_std": [0.004, 0.003, 0.002],
+            "final_test_accuracy_by_seed": [0.98, 0.981, 0.979],
+        }
+        for name in ("mnistnet", "cnnwithbn", "lenet5")
+    }
     accuracy._plot(models, tmp_path / "accuracy_curves.png", (8000, 2000))
     return saved
 
@@ -248,4 +258,3 @@ def test_phone_explorer_is_usable(browser, site_url, site_pages, built_site):
             assert b and b["x"] >= 0 and b["x"] + b["width"] <= PHONE["width"], control.get_attribute("data-testid")
     finally:
         context.close()
-

@@ -33,16 +33,18 @@ def test_quick_mode_runs_every_part(quick_results):
     assert results["quick"] is True and results["machine"]["torch"]
     part = results["conv"]
     # Quick mode keeps every layer of the grid, on a batch of 2.
-    assert [(case["layer"], case["shape"][1:]) for case in part["grid"]] == \
-        [(layer.name, list(layer.shape[1:])) for layer in conv.GRID]
+    assert [(case["layer"], case["shape"][1:]) for case in part["grid"]] == [
+        (layer.name, list(layer.shape[1:])) for layer in conv.GRID
+    ]
     assert part["headline"] == {**part["grid"][0], "target": 2.0}
     for case in part["grid"] + part["by_threads"] + part["pooling"] + [part["backward"]]:
         assert case["ratio"] == pytest.approx(case["numpy_ms"] / case["torch_ms"], rel=0.01, abs=1e-3), case
     ratios = [case["ratio"] for case in part["grid"]]
     assert part["geometric_mean_ratio"] == pytest.approx(math.prod(ratios) ** (1 / len(ratios)), rel=0.01)
     assert part["slowest_ratio"] == max(ratios)
-    assert {(row["pool"], row["layer"]) for row in part["pooling"]} == \
-        {(kind, name) for kind in ("max", "avg") for name, _, _ in conv.POOLS}
+    assert {(row["pool"], row["layer"]) for row in part["pooling"]} == {
+        (kind, name) for kind in ("max", "avg") for name, _, _ in conv.POOLS
+    }
     loop = part["loop"][0]
     assert loop["loop_over_conv2d"] == pytest.approx(loop["loop_ms"] / loop["conv2d_ms"], rel=0.05, abs=0.1)
     # Both libraries on the same threads, as threadpoolctl read them while timing.
@@ -58,10 +60,17 @@ def test_quick_mode_runs_every_part(quick_results):
         low, high = case["over_product_range"]
         assert low <= case["over_product"] <= high and case["product_columns_over_outputs"] >= 1
     assert part["over_product_geometric_mean"] == pytest.approx(math.prod(over) ** (1 / len(over)), rel=0.01)
-    assert part["targets_met"] == {name: measured <= part["targets"][name] for name, measured in (
-        ("headline", ratios[0]), ("grid_geometric_mean", part["geometric_mean_ratio"]),
-        ("over_product_slowest", max(over)), ("over_product_geometric_mean", part["over_product_geometric_mean"]),
-        ("pooling_slowest", max(case["ratio"] for case in part["pooling"])), ("backward", part["backward"]["ratio"]))}
+    assert part["targets_met"] == {
+        name: measured <= part["targets"][name]
+        for name, measured in (
+            ("headline", ratios[0]),
+            ("grid_geometric_mean", part["geometric_mean_ratio"]),
+            ("over_product_slowest", max(over)),
+            ("over_product_geometric_mean", part["over_product_geometric_mean"]),
+            ("pooling_slowest", max(case["ratio"] for case in part["pooling"])),
+            ("backward", part["backward"]["ratio"]),
+        )
+    }
     unpinned = part["unpinned_headline"]  # timed again in a fresh process
     assert unpinned["shape"] == part["headline"]["shape"] and unpinned["numpy_ms"] > 0 and unpinned["torch_ms"] > 0
     assert results["machine"]["allocator"].startswith("left as it is")  # --quick measures nothing worth pinning for
@@ -91,7 +100,9 @@ def test_quick_results_fill_every_table_and_token(quick_results, docs_hook):
     results, _ = quick_results
     for name, spec in hook.TABLES.items():
         rendered = hook.table(results, name)
-        if "skipped" in results[spec.source.split(".")[0]]:  # costs in quick mode; accuracy without ../shared; distributed on Windows
+        if (
+            "skipped" in results[spec.source.split(".")[0]]
+        ):  # costs in quick mode; accuracy without ../shared; distributed on Windows
             assert rendered.startswith("*Not measured in this run"), name
         else:
             assert rendered.count("\n") >= 2, (name, rendered)  # header, rule, rows
@@ -147,20 +158,28 @@ def test_every_results_token_on_the_site_resolves(docs_hook):
 
 def test_results_tokens_render_values_and_refuse_unknown_names(docs_hook):
     hook = docs_hook("results")
-    results = {"generated": "2026-01-02 03:04 UTC", "command": "python -m benchmarks",
-               "provenance": {"commit": "0123456789abcdef", "dirty": False},
-               "trainer": {"cpu": {"ratio": 1.4567}}, "accuracy": {"models": {"m": {"final_test_accuracy": 0.98451}}},
-               "conv": {"loop": [{"loop_over_torch": 1234.5}]}}
+    results = {
+        "generated": "2026-01-02 03:04 UTC",
+        "command": "python -m benchmarks",
+        "provenance": {"commit": "0123456789abcdef", "dirty": False},
+        "trainer": {"cpu": {"ratio": 1.4567}},
+        "accuracy": {"models": {"m": {"final_test_accuracy": 0.98451}}},
+        "conv": {"loop": [{"loop_over_torch": 1234.5}]},
+    }
     assert hook.render("{{ results:trainer.cpu.ratio:x }}", results, tooltips=False) == "1.46×"
     assert hook.render("{{ results:accuracy.models.m.final_test_accuracy:pct }}", results, tooltips=False) == "98.45 %"
     assert hook.render("{{ results:conv.loop.0.loop_over_torch:x0 }}", results, tooltips=False) == "1,234×"
     for ms, text in ((0.03125, "0.0312 ms"), (4.8249, "4.82 ms"), (12.34, "12.3 ms"), (1234.5, "1,234 ms")):
         assert hook.render("{{ results:conv.loop.0.ms:ms }}", {"conv": {"loop": [{"ms": ms}]}}, tooltips=False) == text
-    assert [hook.render("{{ results:t.ok:met }}", {"t": {"ok": ok}}, tooltips=False) for ok in (True, False)] == ["met", "not met"]
+    assert [hook.render("{{ results:t.ok:met }}", {"t": {"ok": ok}}, tooltips=False) for ok in (True, False)] == [
+        "met",
+        "not met",
+    ]
     # A measured value names its run in a tooltip; the run's own fields do not.
     assert hook.render("{{ results:trainer.cpu.ratio:x }}", results) == (
         '<span class="cnn-measured" title="Measured by python -m benchmarks on 2026-01-02 03:04 UTC, '
-        'commit 0123456789">1.46×</span>')
+        'commit 0123456789">1.46×</span>'
+    )
     assert hook.render("{{ results:provenance.commit:commit }}", results) == "0123456789"
     with pytest.raises(Exception, match=r"names nothing in docs/results/results.json"):
         hook.render("{{ results:trainer.gpu.ratio }}", results)
@@ -172,8 +191,18 @@ def test_results_tokens_render_values_and_refuse_unknown_names(docs_hook):
 
 def test_results_tables_report_what_does_not_fit(docs_hook):
     hook = docs_hook("results")
-    row = {"layer": "l", "shape": [1, 1, 4, 4], "filters": 1, "kernel": 3, "stride": 1, "padding": 0,
-           "numpy_ms": 2.0, "torch_ms": 1.0, "ratio": 2.0, "product_ratio": 0.5}
+    row = {
+        "layer": "l",
+        "shape": [1, 1, 4, 4],
+        "filters": 1,
+        "kernel": 3,
+        "stride": 1,
+        "padding": 0,
+        "numpy_ms": 2.0,
+        "torch_ms": 1.0,
+        "ratio": 2.0,
+        "product_ratio": 0.5,
+    }
     assert "| l | 1×1×4×4 | 1 of 3×3 | 2 | 1 | 2.00× | 0.50× |" in hook.table({"conv": {"grid": [row]}}, "conv-grid")
     broken = {key: value for key, value in row.items() if key != "torch_ms"}
     with pytest.raises(Exception, match=r"conv-grid: row 0 of conv.grid .*KeyError: 'torch_ms'"):
@@ -185,9 +214,16 @@ def test_results_tables_report_what_does_not_fit(docs_hook):
     assert hook.table({"accuracy": {"skipped": "no digits"}}, "accuracy") == "*Not measured in this run: no digits.*"
     trainer = hook.table({"trainer": {"cuda": None}}, "trainer")
     assert "| cuda | not measured (no such device" in trainer
-    with pytest.raises(Exception, match=r"results-table:trainer: trainer in .* does not fit the table \(AttributeError"):
+    with pytest.raises(
+        Exception, match=r"results-table:trainer: trainer in .* does not fit the table \(AttributeError"
+    ):
         hook.table({"trainer": ["not", "a", "dict"]}, "trainer")
-    costs = {"mkdocs_build_seconds": 6.0, "pytest_seconds": 200.0, "pytest_summary": "500 passed", "pytest_exit_code": 0}
+    costs = {
+        "mkdocs_build_seconds": 6.0,
+        "pytest_seconds": 200.0,
+        "pytest_summary": "500 passed",
+        "pytest_exit_code": 0,
+    }
     assert "| pytest (the whole suite: 500 passed) | 200 s |" in hook.table({"costs": costs}, "costs")
     failed = {**costs, "pytest_summary": "1 failed, 499 passed", "pytest_exit_code": 1}
     with pytest.raises(Exception, match=r"costs: the test suite failed in the measuring run \(1 failed, 499 passed\)"):
@@ -200,7 +236,9 @@ def test_committed_results_are_a_full_run():
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC$", results["generated"])
     for part in ("conv", "trainer", "accuracy", "costs"):
         assert "skipped" not in results[part], f"{part}: {results[part].get('skipped')}"
-    assert results["costs"]["pytest_exit_code"] == 0, f"the suite failed in that run: {results['costs']['pytest_summary']}"
+    assert results["costs"]["pytest_exit_code"] == 0, (
+        f"the suite failed in that run: {results['costs']['pytest_summary']}"
+    )
     for part in ("conv", "accuracy"):
         for figure in results[part]["figures"]:
             assert (REPO / "docs" / "results" / figure).is_file()
@@ -211,10 +249,12 @@ def test_committed_results_match_the_code():
     recorded = json.loads((REPO / "docs" / "results" / "results.json").read_text()).get("provenance") or {}
     assert re.fullmatch(r"[0-9a-f]{40}", recorded.get("commit") or ""), f"no commit recorded: {recorded}"
     assert recorded.get("dirty") is False, (
-        f"results measured on a checkout of {recorded['commit'][:10]} with uncommitted changes")
+        f"results measured on a checkout of {recorded['commit'][:10]} with uncommitted changes"
+    )
     assert recorded.get("code_hash") == code_hash(), (
         f"benchmarks/ or cnnlesson/ changed since commit {recorded['commit'][:10]} was measured: "
-        "re-run `python -m benchmarks` on a clean checkout and commit docs/results/")
+        "re-run `python -m benchmarks` on a clean checkout and commit docs/results/"
+    )
 
 
 def test_provenance_hash_follows_the_code(tmp_path):

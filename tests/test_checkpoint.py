@@ -11,7 +11,14 @@ from test_train import same_weights
 from cnnlesson.checkpoint import load_checkpoint, load_model, save_checkpoint
 from cnnlesson.models import CNNWithBN, MNISTNet
 
-RECORD = {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "test_accuracy": None, "seconds": 1.0, "images_per_second": 64.0}
+RECORD = {
+    "epoch": 1,
+    "train_loss": 0.5,
+    "train_accuracy": 0.8,
+    "test_accuracy": None,
+    "seconds": 1.0,
+    "images_per_second": 64.0,
+}
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -88,7 +95,9 @@ def test_weights_that_do_not_fit_name_the_key_and_shapes(tmp_path):
     net = MNISTNet()
     net.fc2 = nn.Linear(128, 7)  # seven classes: same keys, another shape
     save_checkpoint(tmp_path / "c.pt", net)
-    with pytest.raises(ValueError, match=r"do not fit MNISTNet: fc2.weight is \(7, 128\) in the file, \(10, 128\) in MNISTNet$"):
+    with pytest.raises(
+        ValueError, match=r"do not fit MNISTNet: fc2.weight is \(7, 128\) in the file, \(10, 128\) in MNISTNet$"
+    ):
         load_checkpoint(tmp_path / "c.pt", MNISTNet())
     save_checkpoint(tmp_path / "c.pt", nn.Sequential(MNISTNet()))
     with pytest.raises(ValueError, match=r"do not fit MNISTNet: it lacks conv1.weight$"):
@@ -101,7 +110,9 @@ def test_weights_that_do_not_fit_name_the_key_and_shapes(tmp_path):
     state["model_state"] = {k: v.long() for k, v in MNISTNet().state_dict().items()}  # integer weights
     state["meta"] = {"model": "mnistnet"}
     torch.save(state, tmp_path / "c.pt")
-    with pytest.raises(ValueError, match=r"do not fit MNISTNet: conv1.weight holds torch.int64 values, MNISTNet torch.float32$"):
+    with pytest.raises(
+        ValueError, match=r"do not fit MNISTNet: conv1.weight holds torch.int64 values, MNISTNet torch.float32$"
+    ):
         load_checkpoint(tmp_path / "c.pt", MNISTNet())
     with pytest.raises(ValueError, match=r"do not fit MNISTNet: conv1.weight holds torch.int64 values"):
         load_model(tmp_path / "c.pt")
@@ -127,22 +138,52 @@ CRAFTED = [
     ({"meta": 5}, r"meta: expected a dict, got int"),
     ({"history": 5}, r"history: expected a list of dicts, got int"),
     ({"history": [5]}, r"history: entry 1: expected a dict, got int"),
-    ({"history": [{}]}, r"history: entry 1 lacks epoch, train_loss, train_accuracy, test_accuracy, seconds, images_per_second"),
-    ({"history": [{"train_loss": 1}]}, r"history: entry 1 lacks epoch, train_accuracy, test_accuracy, seconds, images_per_second"),
-    ({"history": [{**RECORD, "train_loss": math.nan}]}, r"history: entry 1 has train_loss=nan, expected a finite number"),
+    (
+        {"history": [{}]},
+        r"history: entry 1 lacks epoch, train_loss, train_accuracy, test_accuracy, seconds, images_per_second",
+    ),
+    (
+        {"history": [{"train_loss": 1}]},
+        r"history: entry 1 lacks epoch, train_accuracy, test_accuracy, seconds, images_per_second",
+    ),
+    (
+        {"history": [{**RECORD, "train_loss": math.nan}]},
+        r"history: entry 1 has train_loss=nan, expected a finite number",
+    ),
     ({"history": [{**RECORD, "seconds": "1"}]}, r"history: entry 1 has seconds='1', expected a finite number"),
     ({"history": [{**RECORD, "epoch": 2}]}, r"history: entry 1 has epoch 2, expected 1"),
-    ({"model_state": {"conv1.weight": torch.tensor([math.nan])}}, r"model_state: conv1.weight holds NaN or infinite values"),
-    ({"model_state": {"conv1.weight": torch.tensor([-math.inf])}}, r"model_state: conv1.weight holds NaN or infinite values"),
-    ({"model_state": {"conv1.weight": torch.ones(2, dtype=torch.complex64)}}, r"model_state: conv1.weight holds torch.complex64 values, expected real numbers"),
+    (
+        {"model_state": {"conv1.weight": torch.tensor([math.nan])}},
+        r"model_state: conv1.weight holds NaN or infinite values",
+    ),
+    (
+        {"model_state": {"conv1.weight": torch.tensor([-math.inf])}},
+        r"model_state: conv1.weight holds NaN or infinite values",
+    ),
+    (
+        {"model_state": {"conv1.weight": torch.ones(2, dtype=torch.complex64)}},
+        r"model_state: conv1.weight holds torch.complex64 values, expected real numbers",
+    ),
     ({"model_state": {"conv1.weight": [1.0]}}, r"model_state: 'conv1.weight' is a list, expected a tensor"),
     ({"optimizer_state": {}}, r"optimizer_state: expected a dict or None, with 'state' and 'param_groups', got \[\]"),
-    ({"optimizer_state": {"state": {}, "param_groups": 5}}, r"optimizer_state: expected a dict 'state' and a non-empty list 'param_groups'"),
-    ({"optimizer_state": {"state": {}, "param_groups": [{"params": "0"}]}}, r"optimizer_state: param_groups: expected dicts with a list of parameter numbers, got {'params': '0'}"),
-    ({"optimizer_state": {"state": {}, "param_groups": [{"params": [0], "lr": "x"}]}}, r"optimizer_state: param_groups: lr is 'x', expected a finite number"),
+    (
+        {"optimizer_state": {"state": {}, "param_groups": 5}},
+        r"optimizer_state: expected a dict 'state' and a non-empty list 'param_groups'",
+    ),
+    (
+        {"optimizer_state": {"state": {}, "param_groups": [{"params": "0"}]}},
+        r"optimizer_state: param_groups: expected dicts with a list of parameter numbers, got {'params': '0'}",
+    ),
+    (
+        {"optimizer_state": {"state": {}, "param_groups": [{"params": [0], "lr": "x"}]}},
+        r"optimizer_state: param_groups: lr is 'x', expected a finite number",
+    ),
     ({"meta": {"pad": -1}}, r"meta\['pad'\]: expected an int >= 0, got -1"),
     ({"model_state": [1]}, r"model_state: expected a dict, got list"),
-    ({"optimizer_state": "adam"}, r"optimizer_state: expected a dict or None, with 'state' and 'param_groups', got str"),
+    (
+        {"optimizer_state": "adam"},
+        r"optimizer_state: expected a dict or None, with 'state' and 'param_groups', got str",
+    ),
     ({"meta": {"model": ["x"]}}, r"meta\['model'\]: expected str, got list"),
     ({"meta": {"data_root": 5}}, r"meta\['data_root'\]: expected str, got int"),
     ({"meta": {"seed": "0"}}, r"meta\['seed'\]: expected int or None, got str"),

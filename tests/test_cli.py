@@ -110,17 +110,65 @@ def test_lenet5_on_mnist_is_padded_and_cifar10net_trains(mnist_root, tmp_path, c
 
 BAD_FLAGS = [
     (["train", "--model", "resnet", "--dataset", "mnist", "--epochs", "1", "--out", "x"], "invalid choice: 'resnet'"),
-    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "0", "--out", "x"], "--epochs: expected a positive int up to 1000000, got 0"),
-    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--lr", "-1", "--out", "x"], "--lr: expected a positive finite float, got -1"),
+    (
+        ["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "0", "--out", "x"],
+        "--epochs: expected a positive int up to 1000000, got 0",
+    ),
+    (
+        [
+            "train",
+            "--model",
+            "mnistnet",
+            "--dataset",
+            "mnist",
+            "--data-root",
+            "d",
+            "--epochs",
+            "1",
+            "--lr",
+            "-1",
+            "--out",
+            "x",
+        ],
+        "--lr: expected a positive finite float, got -1",
+    ),
     (["train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "1", "--out", "x"], "required: --data-root"),
-    (["train", "--model", "cifar10net", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", "x"], "--model cifar10net does not take mnist images"),
-    (["evaluate", "--checkpoint", "c.pt", "--device", "tpu"], "error: --device: expected 'auto', 'cpu', 'cuda' or 'mps', got 'tpu'"),
+    (
+        ["train", "--model", "cifar10net", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", "x"],
+        "--model cifar10net does not take mnist images",
+    ),
+    (
+        ["evaluate", "--checkpoint", "c.pt", "--device", "tpu"],
+        "error: --device: expected 'auto', 'cpu', 'cuda' or 'mps', got 'tpu'",
+    ),
     (["fly"], "invalid choice: 'fly'"),
-    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", str(10**20), "--seed", "0", "--out", "x"],
-     f"--epochs: expected a positive int up to 1000000, got {10**20}"),
-    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", ""], "--out: expected a folder, got an empty name"),
+    (
+        [
+            "train",
+            "--model",
+            "mnistnet",
+            "--dataset",
+            "mnist",
+            "--data-root",
+            "d",
+            "--epochs",
+            str(10**20),
+            "--seed",
+            "0",
+            "--out",
+            "x",
+        ],
+        f"--epochs: expected a positive int up to 1000000, got {10**20}",
+    ),
+    (
+        ["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", ""],
+        "--out: expected a folder, got an empty name",
+    ),
     (["visualize", "--checkpoint", "c.pt", "--out", ""], "--out: expected a folder, got an empty name"),
-    (["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "", "--epochs", "1", "--out", "x"], "--data-root: expected a folder, got an empty name"),
+    (
+        ["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "", "--epochs", "1", "--out", "x"],
+        "--data-root: expected a folder, got an empty name",
+    ),
 ]
 
 
@@ -198,7 +246,9 @@ def test_an_out_folder_where_the_lock_cannot_be_created_names_out(mnist_root, tm
     assert LOCK_NAME not in err and list(out.iterdir()) == []
 
 
-def test_a_run_that_finishes_while_this_one_waits_for_the_lock_is_not_overwritten(mnist_root, tmp_path, capsys, monkeypatch):
+def test_a_run_that_finishes_while_this_one_waits_for_the_lock_is_not_overwritten(
+    mnist_root, tmp_path, capsys, monkeypatch
+):
     @contextlib.contextmanager
     def finished_meanwhile(folder):
         # Another run writes its history between this run's first look at --out and its taking the lock.
@@ -221,7 +271,16 @@ def test_evaluate_a_library_checkpoint_with_data_root(model, mnist_root, tmp_pat
     train(models.build_model(model), TensorLoader(X, y, batch_size=4), num_epochs=1, device="cpu", progress=False,
           checkpoint=tmp_path / "library.pt")  # fmt: skip
     assert set(load_checkpoint(tmp_path / "library.pt")["meta"]) == {"model", "seed"}
-    status, out, err = run(capsys, "evaluate", "--checkpoint", str(tmp_path / "library.pt"), "--data-root", str(mnist_root), "--device", "cpu")
+    status, out, err = run(
+        capsys,
+        "evaluate",
+        "--checkpoint",
+        str(tmp_path / "library.pt"),
+        "--data-root",
+        str(mnist_root),
+        "--device",
+        "cpu",
+    )
     assert status == 0, err
     assert re.fullmatch(rf"test accuracy [01]\.\d{{4}} \(256 mnist test images, {model}\)\n", out)
 
@@ -244,7 +303,9 @@ def test_missing_checkpoint_exits_1(tmp_path, capsys):
 
 
 def test_console_script_is_installed():
-    done = subprocess.run([shutil.which("cnnlesson") or "cnnlesson", "--help"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [shutil.which("cnnlesson") or "cnnlesson", "--help"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0 and "{train,evaluate,visualize}" in done.stdout
 
 
@@ -289,7 +350,9 @@ def test_visualize_writes_all_figures_or_none(trained, tmp_path, capsys, monkeyp
 
     monkeypatch.setattr(viz, "plot_history", broken)
     before = plt.get_fignums()  # figures other tests in this process left open are not this command's
-    status, out, err = run(capsys, "visualize", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "fig"))
+    status, out, err = run(
+        capsys, "visualize", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "fig")
+    )
     assert status == 1 and err == "cnnlesson visualize: error: history: the last figure fails\n"
     assert not (tmp_path / "fig").exists()  # not three figures of four, no temporary files, no empty folder
     assert plt.get_fignums() == before  # the figures drawn before the failure were closed too
@@ -311,7 +374,9 @@ FULL_DISK = {
 
 
 @pytest.mark.parametrize("error", FULL_DISK.values(), ids=FULL_DISK)
-def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_run(error, trained, mnist_root, tmp_path, capsys, monkeypatch):
+def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_run(
+    error, trained, mnist_root, tmp_path, capsys, monkeypatch
+):
     shutil.copytree(trained, tmp_path / "run")
     before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
 
@@ -342,10 +407,21 @@ def test_the_cli_knows_every_data_set():
 # and every file as it was (the earlier checkpoint and history included).
 
 
-
 def train_argv(*extra, model="mnistnet", epochs="1", seed="0", resume=True, out="{run}", device="cpu"):
     """`cnnlesson train` on the case's MNIST copy; by default resuming the earlier run with its seed."""
-    argv = ["train", "--model", model, "--dataset", "mnist", "--data-root", "{mnist}", "--epochs", epochs, "--batch-size", "32"]
+    argv = [
+        "train",
+        "--model",
+        model,
+        "--dataset",
+        "mnist",
+        "--data-root",
+        "{mnist}",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "32",
+    ]
     argv += ["--device", device] if device else []
     argv += ["--seed", seed] if seed is not None else []
     argv += ["--resume"] if resume else []
@@ -485,95 +561,383 @@ HOSTILE = [
     Case("lr-nan", train_argv("--lr", "nan"), 2, "--lr: expected a positive finite float, got nan"),
     Case("seed-overflow", train_argv(seed=str(2**64)), 2, "--seed: expected an int from 0 to 9223372036854775807"),
     Case("seed-negative", train_argv(seed="-1", resume=False, out="{tmp}/new"), 2, "--seed: expected an int from 0 to"),
-    Case("epochs-zero", train_argv(epochs="0", resume=False, out="{tmp}/new"), 2, "--epochs: expected a positive int up to 1000000, got 0"),
-    Case("fresh-run-over-earlier", train_argv(resume=False), 2, "already holds a run (checkpoint.pt, history.json); pass --resume to continue it or --overwrite"),
+    Case(
+        "epochs-zero",
+        train_argv(epochs="0", resume=False, out="{tmp}/new"),
+        2,
+        "--epochs: expected a positive int up to 1000000, got 0",
+    ),
+    Case(
+        "fresh-run-over-earlier",
+        train_argv(resume=False),
+        2,
+        "already holds a run (checkpoint.pt, history.json); pass --resume to continue it or --overwrite",
+    ),
     Case("resume-and-overwrite", train_argv("--overwrite"), 2, "--resume and --overwrite contradict each other"),
-    Case("device-env-bogus", train_argv(device=None), 2, "CNNLESSON_DEVICE: expected 'auto', 'cpu', 'cuda' or 'mps', got 'bogus'", env={"CNNLESSON_DEVICE": "bogus"}),
+    Case(
+        "device-env-bogus",
+        train_argv(device=None),
+        2,
+        "CNNLESSON_DEVICE: expected 'auto', 'cpu', 'cuda' or 'mps', got 'bogus'",
+        env={"CNNLESSON_DEVICE": "bogus"},
+    ),
     Case("device-flag-bogus", train_argv(device="tpu"), 2, "error: --device: expected 'auto'"),
-    Case("batch-size-not-a-multiple-of-world-size", train_argv("--batch-size", "63", resume=False, out="{tmp}/new"), 2,
-         "--batch-size: expected a multiple of the world size 2 (WORLD_SIZE), so that each process takes the same share; got 63",
-         env=TORCHRUN_ENV),  # fmt: skip
-    Case("stray-rank", train_argv(epochs="2"), 2, "RANK set without WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, "
-         "MASTER_PORT, TORCHELASTIC_RUN_ID: torchrun sets all of them", env={"RANK": "1"}),
-    Case("rank-abc", train_argv(epochs="2"), 2, "RANK: expected an int >= 0 (torchrun sets it), got 'abc'", env={**TORCHRUN_ENV, "RANK": "abc"}),
-    Case("rank-beyond-world", train_argv(epochs="2"), 2, "torchrun's variables contradict each other: RANK=2, WORLD_SIZE=2",
-         env={**TORCHRUN_ENV, "RANK": "2"}),
-    Case("epochs-10-to-the-20", train_argv(epochs=str(10**20)), 2, f"--epochs: expected a positive int up to 1000000, got {10**20}"),
-    Case("evaluate-weights-nan", EVALUATE, 1, "crafted.pt has a bad model_state: conv1.weight holds NaN or infinite values",
-         setup=_craft_weights(lambda w: w.index_fill(0, torch.tensor([3]), math.nan))),
-    Case("evaluate-weights-inf", EVALUATE, 1, "crafted.pt has a bad model_state: conv1.weight holds NaN or infinite values",
-         setup=_craft_weights(lambda w: w.index_fill(0, torch.tensor([0]), math.inf))),
-    Case("evaluate-weights-int", EVALUATE, 1, "weights in {tmp}/crafted.pt do not fit MNISTNet: conv1.weight holds torch.int64 values",
-         setup=_craft_weights(lambda w: (w * 100).long())),
-    Case("evaluate-weights-complex", EVALUATE, 1, "crafted.pt has a bad model_state: conv1.weight holds torch.complex64 values",
-         setup=_craft_weights(lambda w: w.to(torch.complex64))),
-    Case("evaluate-weights-another-shape", EVALUATE, 1, "do not fit MNISTNet: conv1.weight is (16, 1, 3, 3) in the file, (32, 1, 3, 3) in MNISTNet",
-         setup=_craft_weights(lambda w: w[:16])),
-    Case("resume-weights-nan", train_argv(epochs="2"), 1, "checkpoint.pt has a bad model_state: conv1.bias holds NaN or infinite values",
-         setup=lambda tmp, stack: _craft_run(model_state={**torch.load(tmp / "run" / "checkpoint.pt", weights_only=True)["model_state"],
-                                                          "conv1.bias": torch.full((32,), math.nan)})(tmp, stack)),  # fmt: skip
-    pytest.param(Case("evaluate-pad-10000", EVALUATE, 1, "crafted.pt has meta['pad']=10000, but mnistnet on mnist takes pad=0",
-                      setup=_craft_meta(pad=10000), memory=2**30), marks=ON_LINUX),
-    Case("evaluate-payload", EVALUATE, 1, "crafted.pt holds objects other than tensors and plain data; refused (Unsupported global", setup=_payload),
+    Case(
+        "batch-size-not-a-multiple-of-world-size",
+        train_argv("--batch-size", "63", resume=False, out="{tmp}/new"),
+        2,
+        "--batch-size: expected a multiple of the world size 2 (WORLD_SIZE), so that each process takes the same share; got 63",
+        env=TORCHRUN_ENV,
+    ),  # fmt: skip
+    Case(
+        "stray-rank",
+        train_argv(epochs="2"),
+        2,
+        "RANK set without WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, "
+        "MASTER_PORT, TORCHELASTIC_RUN_ID: torchrun sets all of them",
+        env={"RANK": "1"},
+    ),
+    Case(
+        "rank-abc",
+        train_argv(epochs="2"),
+        2,
+        "RANK: expected an int >= 0 (torchrun sets it), got 'abc'",
+        env={**TORCHRUN_ENV, "RANK": "abc"},
+    ),
+    Case(
+        "rank-beyond-world",
+        train_argv(epochs="2"),
+        2,
+        "torchrun's variables contradict each other: RANK=2, WORLD_SIZE=2",
+        env={**TORCHRUN_ENV, "RANK": "2"},
+    ),
+    Case(
+        "epochs-10-to-the-20",
+        train_argv(epochs=str(10**20)),
+        2,
+        f"--epochs: expected a positive int up to 1000000, got {10**20}",
+    ),
+    Case(
+        "evaluate-weights-nan",
+        EVALUATE,
+        1,
+        "crafted.pt has a bad model_state: conv1.weight holds NaN or infinite values",
+        setup=_craft_weights(lambda w: w.index_fill(0, torch.tensor([3]), math.nan)),
+    ),
+    Case(
+        "evaluate-weights-inf",
+        EVALUATE,
+        1,
+        "crafted.pt has a bad model_state: conv1.weight holds NaN or infinite values",
+        setup=_craft_weights(lambda w: w.index_fill(0, torch.tensor([0]), math.inf)),
+    ),
+    Case(
+        "evaluate-weights-int",
+        EVALUATE,
+        1,
+        "weights in {tmp}/crafted.pt do not fit MNISTNet: conv1.weight holds torch.int64 values",
+        setup=_craft_weights(lambda w: (w * 100).long()),
+    ),
+    Case(
+        "evaluate-weights-complex",
+        EVALUATE,
+        1,
+        "crafted.pt has a bad model_state: conv1.weight holds torch.complex64 values",
+        setup=_craft_weights(lambda w: w.to(torch.complex64)),
+    ),
+    Case(
+        "evaluate-weights-another-shape",
+        EVALUATE,
+        1,
+        "do not fit MNISTNet: conv1.weight is (16, 1, 3, 3) in the file, (32, 1, 3, 3) in MNISTNet",
+        setup=_craft_weights(lambda w: w[:16]),
+    ),
+    Case(
+        "resume-weights-nan",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad model_state: conv1.bias holds NaN or infinite values",
+        setup=lambda tmp, stack: _craft_run(
+            model_state={
+                **torch.load(tmp / "run" / "checkpoint.pt", weights_only=True)["model_state"],
+                "conv1.bias": torch.full((32,), math.nan),
+            }
+        )(tmp, stack),
+    ),  # fmt: skip
+    pytest.param(
+        Case(
+            "evaluate-pad-10000",
+            EVALUATE,
+            1,
+            "crafted.pt has meta['pad']=10000, but mnistnet on mnist takes pad=0",
+            setup=_craft_meta(pad=10000),
+            memory=2**30,
+        ),
+        marks=ON_LINUX,
+    ),
+    Case(
+        "evaluate-payload",
+        EVALUATE,
+        1,
+        "crafted.pt holds objects other than tensors and plain data; refused (Unsupported global",
+        setup=_payload,
+    ),
     Case("evaluate-data-root-nul", EVALUATE, 1, "\\x00", setup=_craft_meta(data_root="/data\x00/mnist")),
-    Case("visualize-history-empty-record", ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"], 1,
-         "crafted.pt has a bad history: entry 1 lacks epoch, train_loss", setup=_craft(history=[{}])),
-    Case("visualize-history-train-loss-only", ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"], 1,
-         "crafted.pt has a bad history: entry 1 lacks epoch, train_accuracy", setup=_craft(history=[{"train_loss": 1}])),
-    Case("resume-history-empty-record", train_argv(epochs="2"), 1, "checkpoint.pt has a bad history: entry 1 lacks epoch", setup=_craft_run(history=[{}])),
-    Case("resume-history-train-loss-only", train_argv(epochs="2"), 1, "checkpoint.pt has a bad history: entry 1 lacks epoch, train_accuracy",
-         setup=_craft_run(history=[{"train_loss": 1}])),
-    Case("resume-history-nan", train_argv(epochs="2"), 1, "checkpoint.pt has a bad history: entry 1 has train_loss=nan",
-         setup=lambda tmp, stack: _craft_run(history=[{**json.loads((tmp / "run" / "history.json").read_text())[0], "train_loss": math.nan}])(tmp, stack)),
-    Case("resume-optimizer-empty", train_argv(epochs="2"), 1, "checkpoint.pt has a bad optimizer_state: expected a dict or None, with 'state' and 'param_groups'",
-         setup=_craft_run(optimizer_state={})),
-    Case("resume-optimizer-param-groups-int", train_argv(epochs="2"), 1, "checkpoint.pt has a bad optimizer_state: expected a dict 'state' and a non-empty list",
-         setup=_craft_run(optimizer_state={"state": {}, "param_groups": 5})),
-    pytest.param(Case("lock-is-a-link", train_argv(epochs="2"), 1, f"--out: {{run}}/{LOCK_NAME} is a symbolic link; remove it",
-                      setup=_link_lock("victim")), marks=NOT_POSIX),
-    pytest.param(Case("lock-is-a-dangling-link", train_argv(epochs="2"), 1, f"--out: {{run}}/{LOCK_NAME} is a symbolic link; remove it",
-                      setup=_link_lock("created-by-the-lock")), marks=NOT_POSIX),
-    pytest.param(Case("out-is-a-link-loop", train_argv(resume=False, out="{tmp}/loop"), 1, "--out: {tmp}/loop is a symbolic link loop", setup=_loop),
-                 marks=NOT_POSIX),
-    Case("overwrite-history-is-a-folder", train_argv("--overwrite", resume=False), 1, "--out: {run}/history.json is not a file (a folder?)",
-         setup=_folder_in_place_of("history.json")),
-    Case("overwrite-checkpoint-is-a-folder", train_argv("--overwrite", resume=False), 1, "--out: {run}/checkpoint.pt is not a file (a folder?)",
-         setup=_folder_in_place_of("checkpoint.pt")),
-    Case("standin-with-mnist", train_argv("--standin", resume=False, out="{tmp}/new"), 2, "--standin reads stand-in CIFAR-10"),
-    Case("resume-another-model", train_argv(model="cnnwithbn"), 1, "was trained with model='mnistnet', this run has model='cnnwithbn'"),
+    Case(
+        "visualize-history-empty-record",
+        ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"],
+        1,
+        "crafted.pt has a bad history: entry 1 lacks epoch, train_loss",
+        setup=_craft(history=[{}]),
+    ),
+    Case(
+        "visualize-history-train-loss-only",
+        ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"],
+        1,
+        "crafted.pt has a bad history: entry 1 lacks epoch, train_accuracy",
+        setup=_craft(history=[{"train_loss": 1}]),
+    ),
+    Case(
+        "resume-history-empty-record",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad history: entry 1 lacks epoch",
+        setup=_craft_run(history=[{}]),
+    ),
+    Case(
+        "resume-history-train-loss-only",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad history: entry 1 lacks epoch, train_accuracy",
+        setup=_craft_run(history=[{"train_loss": 1}]),
+    ),
+    Case(
+        "resume-history-nan",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad history: entry 1 has train_loss=nan",
+        setup=lambda tmp, stack: _craft_run(
+            history=[{**json.loads((tmp / "run" / "history.json").read_text())[0], "train_loss": math.nan}]
+        )(tmp, stack),
+    ),
+    Case(
+        "resume-optimizer-empty",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad optimizer_state: expected a dict or None, with 'state' and 'param_groups'",
+        setup=_craft_run(optimizer_state={}),
+    ),
+    Case(
+        "resume-optimizer-param-groups-int",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad optimizer_state: expected a dict 'state' and a non-empty list",
+        setup=_craft_run(optimizer_state={"state": {}, "param_groups": 5}),
+    ),
+    pytest.param(
+        Case(
+            "lock-is-a-link",
+            train_argv(epochs="2"),
+            1,
+            f"--out: {{run}}/{LOCK_NAME} is a symbolic link; remove it",
+            setup=_link_lock("victim"),
+        ),
+        marks=NOT_POSIX,
+    ),
+    pytest.param(
+        Case(
+            "lock-is-a-dangling-link",
+            train_argv(epochs="2"),
+            1,
+            f"--out: {{run}}/{LOCK_NAME} is a symbolic link; remove it",
+            setup=_link_lock("created-by-the-lock"),
+        ),
+        marks=NOT_POSIX,
+    ),
+    pytest.param(
+        Case(
+            "out-is-a-link-loop",
+            train_argv(resume=False, out="{tmp}/loop"),
+            1,
+            "--out: {tmp}/loop is a symbolic link loop",
+            setup=_loop,
+        ),
+        marks=NOT_POSIX,
+    ),
+    Case(
+        "overwrite-history-is-a-folder",
+        train_argv("--overwrite", resume=False),
+        1,
+        "--out: {run}/history.json is not a file (a folder?)",
+        setup=_folder_in_place_of("history.json"),
+    ),
+    Case(
+        "overwrite-checkpoint-is-a-folder",
+        train_argv("--overwrite", resume=False),
+        1,
+        "--out: {run}/checkpoint.pt is not a file (a folder?)",
+        setup=_folder_in_place_of("checkpoint.pt"),
+    ),
+    Case(
+        "standin-with-mnist",
+        train_argv("--standin", resume=False, out="{tmp}/new"),
+        2,
+        "--standin reads stand-in CIFAR-10",
+    ),
+    Case(
+        "resume-another-model",
+        train_argv(model="cnnwithbn"),
+        1,
+        "was trained with model='mnistnet', this run has model='cnnwithbn'",
+    ),
     Case("resume-another-seed", train_argv(seed="1"), 1, "was trained with seed=0, this run has seed=1"),
-    Case("out-is-a-file", train_argv(resume=False, out="{tmp}/file"), 1, "--out: {tmp}/file is a file, not a folder", setup=_file),
+    Case(
+        "out-is-a-file",
+        train_argv(resume=False, out="{tmp}/file"),
+        1,
+        "--out: {tmp}/file is a file, not a folder",
+        setup=_file,
+    ),
     Case("out-parent-is-a-file", train_argv(resume=False, out="{tmp}/file/run"), 1, "{tmp}/file", setup=_file),
-    pytest.param(Case("out-in-proc", train_argv(resume=False, out="/proc/cnnlesson/run"), 1, "/proc/cnnlesson"), marks=ON_LINUX),
-    Case("out-locked", train_argv(epochs="2"), 1, "--out: {run} is in use by another cnnlesson run (pid", setup=_lock_run),
-    Case("mnist-truncated", train_argv(resume=False, out="{tmp}/new"), 1, f"{{tmp}}/{IMAGES} is corrupt: its header promises", setup=_edit(IMAGES, lambda b: b[:-500])),
-    Case("mnist-truncated-download", train_argv("--download", resume=False, out="{tmp}/new"), 1, f"{{tmp}}/{IMAGES} is corrupt", setup=_edit(IMAGES, lambda b: b[:-500])),
-    Case("mnist-dimension-9", train_argv(resume=False, out="{tmp}/new"), 1, "is corrupt: its header 00000809 is not 00000803", setup=_edit(IMAGES, lambda b: b[:3] + b"\x09" + b[4:])),
-    Case("mnist-label-200", train_argv(resume=False, out="{tmp}/new"), 1, f"{{tmp}}/{LABELS} is corrupt: label 200 at index 5", setup=_edit(LABELS, lambda b: b[:13] + b"\xc8" + b[14:])),
-    Case("cifar-forged-pickle", CIFAR, 1, "data_batch_1 is corrupt: its md5 is not the real CIFAR-10's", setup=_forge_pickle),
-    Case("cifar-forged-pickle-standin", CIFAR + ["--standin"], 1, "data_batch_1 is corrupt: not a CIFAR-10 pickle (it names", setup=_forge_pickle),
-    Case("cifar-truncated-standin", CIFAR + ["--standin"], 1, "test_batch is corrupt: not a CIFAR-10 pickle",
-         setup=_edit("cifar/cifar-10-batches-py/test_batch", lambda b: b[: len(b) // 2])),  # fmt: skip
-    Case("evaluate-library-checkpoint-without-data-root", ["evaluate", "--checkpoint", "{library}"], 1,
-         "records no data set or data folder (saved by cnnlesson.train.train?); pass --data-root, the folder holding MNIST/"),
-    Case("evaluate-meta-not-a-dict", ["evaluate", "--checkpoint", "{tmp}/crafted.pt"], 1, "crafted.pt has a bad meta: expected a dict, got int",
-         setup=_craft(meta=5)),
-    Case("evaluate-data-root-int", ["evaluate", "--checkpoint", "{tmp}/crafted.pt"], 1, "crafted.pt has a bad meta['data_root']: expected str, got int",
-         setup=_craft_meta(data_root=5)),
-    Case("evaluate-model-list", ["evaluate", "--checkpoint", "{tmp}/crafted.pt"], 1, "crafted.pt has a bad meta['model']: expected str, got list",
-         setup=_craft_meta(model=["x"])),
-    Case("evaluate-dataset-unknown", ["evaluate", "--checkpoint", "{tmp}/crafted.pt"], 1, "crafted.pt holds data set 'svhn', expected one of ['mnist', 'cifar10']",
-         setup=_craft_meta(dataset="svhn")),
-    Case("visualize-history-int", ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"], 1,
-         "crafted.pt has a bad history: expected a list of dicts, got int", setup=_craft(history=5)),  # fmt: skip
-    Case("visualize-bad-checkpoint-makes-no-folder", ["visualize", "--checkpoint", "{tmp}/garbage.pt", "--out", "{tmp}/fig"], 1,
-         "is not a readable torch checkpoint", setup=_garbage),
-    Case("evaluate-not-a-checkpoint", ["evaluate", "--checkpoint", "{tmp}/garbage.pt"], 1, "is not a readable torch checkpoint", setup=_garbage),
-    Case("evaluate-no-checkpoint", ["evaluate", "--checkpoint", "{tmp}/none.pt"], 1, "checkpoint: no file at {tmp}/none.pt"),
-    Case("visualize-out-is-a-file", ["visualize", "--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/file"], 1, "is a file, not a folder", setup=_file),
-    pytest.param(Case("visualize-out-in-proc", ["visualize", "--checkpoint", "{run}/checkpoint.pt", "--out", "/proc/cnnlesson"], 1, "/proc/cnnlesson"), marks=ON_LINUX),
-    Case("diverges-in-epoch-2", train_argv("--lr", "1e20", epochs="2"), 1,
-         "training diverged in epoch 2: the training loss is nan; {run}/checkpoint.pt keeps epoch 1", upfront=False),  # fmt: skip
+    pytest.param(
+        Case("out-in-proc", train_argv(resume=False, out="/proc/cnnlesson/run"), 1, "/proc/cnnlesson"), marks=ON_LINUX
+    ),
+    Case(
+        "out-locked", train_argv(epochs="2"), 1, "--out: {run} is in use by another cnnlesson run (pid", setup=_lock_run
+    ),
+    Case(
+        "mnist-truncated",
+        train_argv(resume=False, out="{tmp}/new"),
+        1,
+        f"{{tmp}}/{IMAGES} is corrupt: its header promises",
+        setup=_edit(IMAGES, lambda b: b[:-500]),
+    ),
+    Case(
+        "mnist-truncated-download",
+        train_argv("--download", resume=False, out="{tmp}/new"),
+        1,
+        f"{{tmp}}/{IMAGES} is corrupt",
+        setup=_edit(IMAGES, lambda b: b[:-500]),
+    ),
+    Case(
+        "mnist-dimension-9",
+        train_argv(resume=False, out="{tmp}/new"),
+        1,
+        "is corrupt: its header 00000809 is not 00000803",
+        setup=_edit(IMAGES, lambda b: b[:3] + b"\x09" + b[4:]),
+    ),
+    Case(
+        "mnist-label-200",
+        train_argv(resume=False, out="{tmp}/new"),
+        1,
+        f"{{tmp}}/{LABELS} is corrupt: label 200 at index 5",
+        setup=_edit(LABELS, lambda b: b[:13] + b"\xc8" + b[14:]),
+    ),
+    Case(
+        "cifar-forged-pickle",
+        CIFAR,
+        1,
+        "data_batch_1 is corrupt: its md5 is not the real CIFAR-10's",
+        setup=_forge_pickle,
+    ),
+    Case(
+        "cifar-forged-pickle-standin",
+        CIFAR + ["--standin"],
+        1,
+        "data_batch_1 is corrupt: not a CIFAR-10 pickle (it names",
+        setup=_forge_pickle,
+    ),
+    Case(
+        "cifar-truncated-standin",
+        CIFAR + ["--standin"],
+        1,
+        "test_batch is corrupt: not a CIFAR-10 pickle",
+        setup=_edit("cifar/cifar-10-batches-py/test_batch", lambda b: b[: len(b) // 2]),
+    ),  # fmt: skip
+    Case(
+        "evaluate-library-checkpoint-without-data-root",
+        ["evaluate", "--checkpoint", "{library}"],
+        1,
+        "records no data set or data folder (saved by cnnlesson.train.train?); pass --data-root, the folder holding MNIST/",
+    ),
+    Case(
+        "evaluate-meta-not-a-dict",
+        ["evaluate", "--checkpoint", "{tmp}/crafted.pt"],
+        1,
+        "crafted.pt has a bad meta: expected a dict, got int",
+        setup=_craft(meta=5),
+    ),
+    Case(
+        "evaluate-data-root-int",
+        ["evaluate", "--checkpoint", "{tmp}/crafted.pt"],
+        1,
+        "crafted.pt has a bad meta['data_root']: expected str, got int",
+        setup=_craft_meta(data_root=5),
+    ),
+    Case(
+        "evaluate-model-list",
+        ["evaluate", "--checkpoint", "{tmp}/crafted.pt"],
+        1,
+        "crafted.pt has a bad meta['model']: expected str, got list",
+        setup=_craft_meta(model=["x"]),
+    ),
+    Case(
+        "evaluate-dataset-unknown",
+        ["evaluate", "--checkpoint", "{tmp}/crafted.pt"],
+        1,
+        "crafted.pt holds data set 'svhn', expected one of ['mnist', 'cifar10']",
+        setup=_craft_meta(dataset="svhn"),
+    ),
+    Case(
+        "visualize-history-int",
+        ["visualize", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/fig"],
+        1,
+        "crafted.pt has a bad history: expected a list of dicts, got int",
+        setup=_craft(history=5),
+    ),  # fmt: skip
+    Case(
+        "visualize-bad-checkpoint-makes-no-folder",
+        ["visualize", "--checkpoint", "{tmp}/garbage.pt", "--out", "{tmp}/fig"],
+        1,
+        "is not a readable torch checkpoint",
+        setup=_garbage,
+    ),
+    Case(
+        "evaluate-not-a-checkpoint",
+        ["evaluate", "--checkpoint", "{tmp}/garbage.pt"],
+        1,
+        "is not a readable torch checkpoint",
+        setup=_garbage,
+    ),
+    Case(
+        "evaluate-no-checkpoint",
+        ["evaluate", "--checkpoint", "{tmp}/none.pt"],
+        1,
+        "checkpoint: no file at {tmp}/none.pt",
+    ),
+    Case(
+        "visualize-out-is-a-file",
+        ["visualize", "--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/file"],
+        1,
+        "is a file, not a folder",
+        setup=_file,
+    ),
+    pytest.param(
+        Case(
+            "visualize-out-in-proc",
+            ["visualize", "--checkpoint", "{run}/checkpoint.pt", "--out", "/proc/cnnlesson"],
+            1,
+            "/proc/cnnlesson",
+        ),
+        marks=ON_LINUX,
+    ),
+    Case(
+        "diverges-in-epoch-2",
+        train_argv("--lr", "1e20", epochs="2"),
+        1,
+        "training diverged in epoch 2: the training loss is nan; {run}/checkpoint.pt keeps epoch 1",
+        upfront=False,
+    ),  # fmt: skip
 ]
 CASES = [c.values[0] if hasattr(c, "values") else c for c in HOSTILE]
 
@@ -590,7 +954,11 @@ LIMITED = (
 
 
 def _snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 @pytest.fixture(scope="module")
@@ -602,7 +970,14 @@ def hostile_runs(request, tmp_path_factory):
     earlier = train_argv(resume=False, out=str(base / "run"))
     assert main([a.replace("{mnist}", str(base / "mnist")) for a in earlier]) == 0
     X, y = torch.zeros(4, 1, 28, 28), torch.arange(4)
-    train(MNISTNet(), TensorLoader(X, y, batch_size=4), num_epochs=1, device="cpu", progress=False, checkpoint=base / "library.pt")
+    train(
+        MNISTNet(),
+        TensorLoader(X, y, batch_size=4),
+        num_epochs=1,
+        device="cpu",
+        progress=False,
+        checkpoint=base / "library.pt",
+    )
     root = str(Path(cnnlesson.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     env.pop("CNNLESSON_DEVICE", None)
@@ -610,7 +985,9 @@ def hostile_runs(request, tmp_path_factory):
     skipped |= {"lock-is-a-link", "lock-is-a-dangling-link", "out-is-a-link-loop"} if os.name != "posix" else set()
     skipped |= {"evaluate-pad-10000"} if not sys.platform.startswith("linux") else set()  # /proc/self/statm
     # Only the cases whose tests run (pytest -k ...): each is a process of its own.
-    wanted = {item.callspec.params["case"].id for item in request.session.items if item.name.startswith("test_hostile_input")}
+    wanted = {
+        item.callspec.params["case"].id for item in request.session.items if item.name.startswith("test_hostile_input")
+    }
     selected = [c for c in CASES if c.id not in skipped and c.id in wanted]
 
     def run_case(case: Case, stack: contextlib.ExitStack):
@@ -622,11 +999,23 @@ def hostile_runs(request, tmp_path_factory):
                 shutil.copytree(base / name, tmp / name)
         if case.setup:
             case.setup(tmp, stack)
-        names = {"tmp": tmp, "mnist": tmp / "mnist", "cifar": tmp / "cifar", "run": tmp / "run", "library": base / "library.pt"}
+        names = {
+            "tmp": tmp,
+            "mnist": tmp / "mnist",
+            "cifar": tmp / "cifar",
+            "run": tmp / "run",
+            "library": base / "library.pt",
+        }
         argv = [a.format(**{k: str(v) for k, v in names.items()}) for a in case.argv]
         before = _snapshot(tmp)
-        command = [sys.executable, "-m", "cnnlesson.cli"] if case.memory is None else [sys.executable, "-c", LIMITED, str(case.memory)]
-        result = subprocess.run([*command, *argv], capture_output=True, text=True, env={**env, **case.env}, cwd=tmp, timeout=300)
+        command = (
+            [sys.executable, "-m", "cnnlesson.cli"]
+            if case.memory is None
+            else [sys.executable, "-c", LIMITED, str(case.memory)]
+        )
+        result = subprocess.run(
+            [*command, *argv], capture_output=True, text=True, env={**env, **case.env}, cwd=tmp, timeout=300
+        )
         return result, tmp, before, _snapshot(tmp)
 
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
@@ -656,7 +1045,12 @@ def test_hostile_input_gets_one_line_and_loses_nothing(case, hostile_runs):
 
 def _cli_env(**extra) -> dict:
     root = str(Path(cnnlesson.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1", **extra}
+    env = {
+        **os.environ,
+        "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
     env.pop("CNNLESSON_DEVICE", None)
     return env
 
@@ -681,8 +1075,13 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_leaves_nothing_behind(tmp_path)
     assert job.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     checkpoint = out / "checkpoint.pt"
-    assert last_line(err) == f"cnnlesson train: interrupted; the last checkpoint is {checkpoint}: to go on, run the command again with --resume\n"
-    assert sorted(p.name for p in out.iterdir()) == sorted([LOCK_NAME, "checkpoint.pt", "history.json"])  # no temporary files
+    assert (
+        last_line(err)
+        == f"cnnlesson train: interrupted; the last checkpoint is {checkpoint}: to go on, run the command again with --resume\n"
+    )
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [LOCK_NAME, "checkpoint.pt", "history.json"]
+    )  # no temporary files
     state = load_checkpoint(checkpoint)
     assert len(state["history"]) >= 1 and json.loads((out / "history.json").read_text()) == state["history"]
     with lock_folder(out):  # released
@@ -715,9 +1114,16 @@ def test_a_stray_rank_cannot_turn_the_lock_off(mnist_root, tmp_path):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "cnnlesson", "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root",
             str(mnist_root), "--epochs", "1", "--device", "cpu", "--out", str(out)]  # fmt: skip
-    jobs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env(RANK="1")) for _ in range(2)]
+    jobs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env(RANK="1"))
+        for _ in range(2)
+    ]
     results = [(job.communicate(timeout=300), job.returncode) for job in jobs]
     for (stdout, stderr), status in results:
         assert status == 2 and stdout == "", stderr
-        assert stderr.count("\n") == 1 and "RANK set without WORLD_SIZE" in stderr and "torchrun sets all of them" in stderr
+        assert (
+            stderr.count("\n") == 1
+            and "RANK set without WORLD_SIZE" in stderr
+            and "torchrun sets all of them" in stderr
+        )
     assert not out.exists()

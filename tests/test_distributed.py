@@ -29,13 +29,22 @@ from cnnlesson.train import SEED_MAX, train
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, STEPS, SEED = 8, 4, 3
-gloo = pytest.mark.skipif(sys.platform == "win32", reason="torchrun and gloo process groups are not dependable on Windows")
+gloo = pytest.mark.skipif(
+    sys.platform == "win32", reason="torchrun and gloo process groups are not dependable on Windows"
+)
 
 
 def _run(argv: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(python_argv(argv), cwd=kwargs.pop("cwd", REPO), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        python_argv(argv),
+        cwd=kwargs.pop("cwd", REPO),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def _spawn(fn, args: tuple, nprocs: int = 2, timeout: float = 300) -> None:
@@ -54,7 +63,9 @@ def _spawn(fn, args: tuple, nprocs: int = 2, timeout: float = 300) -> None:
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return torch.randn(BATCH * STEPS, 1, 28, 28, generator=g, dtype=torch.float64), torch.randint(0, 10, (BATCH * STEPS,), generator=g)
+    return torch.randn(BATCH * STEPS, 1, 28, 28, generator=g, dtype=torch.float64), torch.randint(
+        0, 10, (BATCH * STEPS,), generator=g
+    )
 
 
 def _loader() -> TensorLoader:
@@ -92,7 +103,14 @@ def _single(batch: int = BATCH, grad_scale: float = 1.0) -> dict:
     for p in net.parameters():
         p.register_hook(lambda g: g * grad_scale)
     X, y = _data()
-    train(net, TensorLoader(X, y, batch_size=batch, shuffle=True, seed=SEED), device="cpu", num_epochs=1, seed=SEED, progress=False)
+    train(
+        net,
+        TensorLoader(X, y, batch_size=batch, shuffle=True, seed=SEED),
+        device="cpu",
+        num_epochs=1,
+        seed=SEED,
+        progress=False,
+    )
     return net.state_dict()
 
 
@@ -104,7 +122,7 @@ def _free_port() -> int:
 
 def _assert_weights(a: dict, b: dict, rtol: float) -> None:
     for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=1e-12, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @gloo
@@ -158,8 +176,13 @@ def _resume_rank(rank: int, world: int, ports: list[int], folder: str) -> None:
     torch.manual_seed(100 + rank)  # other weights on each rank: the resume must bring rank 0's
     resumed = MNISTNet().double()
     # No seed: the run goes on with the checkpoint's, which rank 1 can only learn from rank 0.
-    history = distributed.train(resumed, _loader(), device="cpu", num_epochs=2, checkpoint=checkpoint, resume=True, progress=False)
-    torch.save({"straight": straight.state_dict(), "resumed": resumed.state_dict(), "history": history}, Path(folder) / f"rank{rank}.pt")
+    history = distributed.train(
+        resumed, _loader(), device="cpu", num_epochs=2, checkpoint=checkpoint, resume=True, progress=False
+    )
+    torch.save(
+        {"straight": straight.state_dict(), "resumed": resumed.state_dict(), "history": history},
+        Path(folder) / f"rank{rank}.pt",
+    )
 
 
 @gloo
@@ -304,8 +327,11 @@ def test_the_benchmark_changes_only_the_flags_it_names():
     """benchmarks/distributed.py runs the page's command with fewer epochs and other process counts."""
     page = shlex.split(cpu_command())
     argv = page_argv(Path("r"), None, nproc_per_node=1, epochs=1)
-    assert [i for i, (a, b) in enumerate(zip(page, argv)) if a != b] == \
-        [page.index("--nproc-per-node") + 1, page.index("ROOT"), page.index("--epochs") + 1]
+    assert [i for i, (a, b) in enumerate(zip(page, argv)) if a != b] == [
+        page.index("--nproc-per-node") + 1,
+        page.index("ROOT"),
+        page.index("--epochs") + 1,
+    ]
     assert argv[page.index("ROOT")] == "r" and argv[-1] == "OUT"
     with pytest.raises(ValueError, match="lr: the page's command has no --lr to replace"):
         page_argv(lr=0.1)
@@ -327,7 +353,7 @@ def test_page_command_survives_a_killed_rank_and_resumes(tmp_path):
     assert job.returncode != 0
     # torchrun names the rank that failed and why; rank 0 says how to go on.
     assert re.search(r"rank\s*:\s*1", stderr) and "SIGKILL" in stderr, stderr[-3000:]
-    assert f"cnnlesson train: error: rank 0: another process of the job stopped" in stderr, stderr[-3000:]
+    assert "cnnlesson train: error: rank 0: another process of the job stopped" in stderr, stderr[-3000:]
     assert f"the last checkpoint is {checkpoint}, run the same command with --resume" in stderr
     state = load_checkpoint(checkpoint, MNISTNet())
     assert 1 <= len(state["history"]) < 3

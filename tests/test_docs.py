@@ -59,7 +59,9 @@ def run_block(block: CodeBlock) -> str:
         try:
             exec(compile(block.code, f"<block at line {block.lineno}>", "exec"), {"__name__": "__main__"})
         except Exception as err:
-            raise AssertionError(f"block at line {block.lineno} raised {type(err).__name__}: {err}\n{block.code}") from err
+            raise AssertionError(
+                f"block at line {block.lineno} raised {type(err).__name__}: {err}\n{block.code}"
+            ) from err
         finally:
             plt.close("all")
     printed = out.getvalue()
@@ -87,7 +89,9 @@ def read_cifar10_as_standin(monkeypatch) -> None:
     never a file in data/.
     """
     load_cifar10 = data.load_cifar10
-    monkeypatch.setattr(data, "load_cifar10", lambda *args, **kwargs: load_cifar10(*args, **{**kwargs, "standin": True}))
+    monkeypatch.setattr(
+        data, "load_cifar10", lambda *args, **kwargs: load_cifar10(*args, **{**kwargs, "standin": True})
+    )
 
 
 @pytest.fixture
@@ -194,18 +198,25 @@ def test_fences_are_runnable_or_shown(page, docs_hook):
         if fence.language == "python":
             assert fence.info == "python", f"{where}: ```{fence.info} would not be run; open it as ```python"
         else:
-            assert fence.language in SHOWN_LANGUAGES, f"{where}: ```{fence.info}: use python (run), console or text (shown)"
+            assert fence.language in SHOWN_LANGUAGES, (
+                f"{where}: ```{fence.info}: use python (run), console or text (shown)"
+            )
 
 
 def test_fence_reading_follows_pytest_codeblocks(docs_hook):
     """Roles of fences: their own block, joined by `cont`, or a block's expected output; a fence left open fails."""
-    text = ("```python\nx = 1\n\ny = 2\n```\n\n<!--pytest-codeblocks:cont-->\n\n```python\nprint(x)\n```\n\n"
-            "<!--pytest-codeblocks:expected-output-->\n\n```text title=\"Output\"\n1\n```\n\n"
-            "    ```console\n    $ ls\n    ```\n")
+    text = (
+        "```python\nx = 1\n\ny = 2\n```\n\n<!--pytest-codeblocks:cont-->\n\n```python\nprint(x)\n```\n\n"
+        '<!--pytest-codeblocks:expected-output-->\n\n```text title="Output"\n1\n```\n\n'
+        "    ```console\n    $ ls\n    ```\n"
+    )
     found, markers = docs_hook("fences").page_fences(text)
     assert [(f.start, f.end, f.role, f.block, f.language) for f in found] == [
-        (1, 5, "block", 1, "python"), (9, 11, "cont", 1, "python"), (15, 17, "output", 1, "text"),
-        (19, 21, "block", 19, "console")]
+        (1, 5, "block", 1, "python"),
+        (9, 11, "cont", 1, "python"),
+        (15, 17, "output", 1, "text"),
+        (19, 21, "block", 19, "console"),
+    ]
     assert found[0].lines == ["x = 1", "", "y = 2"] and found[3].lines == ["$ ls"]
     assert markers == {7, 13}
     with pytest.raises(RuntimeError, match="end-of-file"):

@@ -59,8 +59,9 @@ def test_key_has_named_mistakes_with_their_own_hints(exercise_id):
     assert len(set(hints)) == len(hints), f"{exercise_id}: each mistake needs its own hint"
     # The nudge for other wrong answers does not give the answer away.
     if len(k["answer"]) > 1 or k["answer"][0] >= 10:
-        assert not re.search(rf"\b{as_text(k['answer'])}\b".replace("(", r"\(").replace(")", r"\)"),
-                             k["nudge"].replace(",", "")), k["nudge"]
+        assert not re.search(
+            rf"\b{as_text(k['answer'])}\b".replace("(", r"\(").replace(")", r"\)"), k["nudge"].replace(",", "")
+        ), k["nudge"]
 
 
 @pytest.mark.parametrize("exercise_id", IDS)
@@ -76,13 +77,28 @@ def test_check_prints_correct_each_hint_and_a_nudge(exercise_id):
     assert printed(exercise_id, None) == ""  # a notebook cell with no answer yet
 
 
-@pytest.mark.parametrize("text, count, expected", [
-    ("(64, 7, 7)", 3, (64, 7, 7)), ("64x7x7", 3, (64, 7, 7)), ("64×7×7", 3, (64, 7, 7)),
-    ("64 X 7 X 7", 3, (64, 7, 7)), ("[64, 7, 7]", 3, (64, 7, 7)), ("torch.Size([64, 7, 7])", 3, (64, 7, 7)),
-    ("3,136", 1, (3136,)), ("3136", 1, (3136,)), ("3 136", 1, (3136,)), (" 201,392,128 ", 1, (201392128,)),
-    ("3.5", 1, (3.5,)), ("3,136", 2, (3, 136)), ("\u22121", 1, (-1,)),
-    ("", 1, None), ("sixty-four", 1, None), ("3136 parameters", 1, None), ("(,)", 2, None),
-])
+@pytest.mark.parametrize(
+    "text, count, expected",
+    [
+        ("(64, 7, 7)", 3, (64, 7, 7)),
+        ("64x7x7", 3, (64, 7, 7)),
+        ("64×7×7", 3, (64, 7, 7)),
+        ("64 X 7 X 7", 3, (64, 7, 7)),
+        ("[64, 7, 7]", 3, (64, 7, 7)),
+        ("torch.Size([64, 7, 7])", 3, (64, 7, 7)),
+        ("3,136", 1, (3136,)),
+        ("3136", 1, (3136,)),
+        ("3 136", 1, (3136,)),
+        (" 201,392,128 ", 1, (201392128,)),
+        ("3.5", 1, (3.5,)),
+        ("3,136", 2, (3, 136)),
+        ("\u22121", 1, (-1,)),
+        ("", 1, None),
+        ("sixty-four", 1, None),
+        ("3136 parameters", 1, None),
+        ("(,)", 2, None),
+    ],
+)
 def test_parse_is_forgiving_but_not_guessing(text, count, expected):
     assert parse(text, count) == expected
 
@@ -133,8 +149,10 @@ def test_every_key_has_one_box_and_every_box_a_key():
 
 def test_hook_replaces_check_fences_only(docs_hook):
     hook = docs_hook("exercises")
-    markdown = ('Text\n\n```python\nfrom cnnlesson.exercises import check\n\ncheck("conv2d-2", None)  # yours\n```\n\n'
-                "```python\nprint(1)\n```\n")
+    markdown = (
+        'Text\n\n```python\nfrom cnnlesson.exercises import check\n\ncheck("conv2d-2", None)  # yours\n```\n\n'
+        "```python\nprint(1)\n```\n"
+    )
     out = hook.render(markdown)
     assert 'data-exercise="conv2d-2"' in out and "```python\nprint(1)\n```" in out
     assert "from cnnlesson.exercises" not in out

@@ -91,8 +91,10 @@ def test_every_box_says_correct_names_each_mistake_and_nudges_otherwise(open_pag
             right = typed_forms(k["answer"])
             assert answer(form, right) == CORRECT == verdict(exercise_id, right)[1], (exercise_id, right)
             assert form.get_attribute("data-verdict") == "correct"
-            assert answer(form, as_text(k["answer"]) if len(k["answer"]) > 1 else str(k["answer"][0]),
-                          by_button=True) == CORRECT
+            assert (
+                answer(form, as_text(k["answer"]) if len(k["answer"]) > 1 else str(k["answer"][0]), by_button=True)
+                == CORRECT
+            )
             hints = [m["hint"] for m in k["mistakes"]]
             for mistake in k["mistakes"]:
                 shown = answer(form, typed_forms(mistake["value"]))
@@ -151,8 +153,11 @@ def test_axe_finds_nothing_on_answered_boxes_in_both_palettes(browser, offline_s
                 forms = page.locator("form.cnn-answer")
                 for k, exercise_id in enumerate(ids):
                     kk = key(exercise_id)
-                    text = [typed_forms(kk["answer"]), typed_forms(kk["mistakes"][0]["value"]),
-                            typed_forms(wrong_answer(kk))][k % 3]
+                    text = [
+                        typed_forms(kk["answer"]),
+                        typed_forms(kk["mistakes"][0]["value"]),
+                        typed_forms(wrong_answer(kk)),
+                    ][k % 3]
                     answer(forms.nth(k), text)
                 # The explorer's Copy as Python, open, is audited with the boxes.
                 for copy in page.locator('[data-testid="copy-python"]').all():
@@ -207,7 +212,9 @@ def test_screenshots(browser, offline_site, box_pages):
             page.add_style_tag(content=".md-header, .md-tabs { visibility: hidden !important; }")
             page.locator(".cnn-answers").nth(0).scroll_into_view_if_needed()
             top = forms.nth(0).bounding_box()["y"] - 40
-            page.screenshot(path=str(Path(folder) / f"answers-{scheme}-{label}.png"), full_page=True,
-                            clip={"x": 0, "y": top + page.evaluate("window.scrollY"), "width": viewport["width"],
-                                  "height": 700})
+            page.screenshot(
+                path=str(Path(folder) / f"answers-{scheme}-{label}.png"),
+                full_page=True,
+                clip={"x": 0, "y": top + page.evaluate("window.scrollY"), "width": viewport["width"], "height": 700},
+            )
             context.close()

@@ -49,8 +49,7 @@ def explorer_paths(built_site, site_pages) -> dict[str, str]:
 @pytest.fixture
 def explorer(clean_page, site_url, explorer_paths):
     """explorer(mode="conv", mathjax=False) opens that mode's page; browser problems fail the test."""
-    return lambda mode="conv", mathjax=False: open_explorer(clean_page, site_url + explorer_paths[mode],
-                                                            mode, mathjax)
+    return lambda mode="conv", mathjax=False: open_explorer(clean_page, site_url + explorer_paths[mode], mode, mathjax)
 
 
 def conv_ref(x, w, stride=1, padding=0, dilation=1) -> np.ndarray:
@@ -78,8 +77,8 @@ def test_presets_match_conv2d(explorer):
     for image, kernel, stride, padding, dilation in [
         ("digit", "sobel-x", 1, 1, 1),
         ("digit", "sobel-y", 1, 0, 1),
-        ("digit", "sharpen", 2, 1, 1),   # stride 2
-        ("digit", "blur", 1, 1, 2),      # dilation 2, weights 1/9
+        ("digit", "sharpen", 2, 1, 1),  # stride 2
+        ("digit", "blur", 1, 1, 2),  # dilation 2, weights 1/9
         ("lesson", "identity", 3, 2, 1),
     ]:
         ex.set(input_preset=image, kernel_preset=kernel, stride=stride, padding=padding, dilation=dilation)
@@ -89,18 +88,28 @@ def test_presets_match_conv2d(explorer):
             assert x.shape in {(8, 8), (10, 10)} and set(np.unique(x)) <= set(range(10))
         np.testing.assert_array_equal(grid_array(st["kernel"]), KERNELS[kernel])
         expected = conv_ref(x, KERNELS[kernel], stride, padding, dilation)
-        np.testing.assert_allclose(grid_array(st["output"]), expected, rtol=0, atol=1e-9,
-                                   err_msg=f"{image} ⋆ {kernel}, s={stride} p={padding} d={dilation}")
+        np.testing.assert_allclose(
+            grid_array(st["output"]),
+            expected,
+            rtol=0,
+            atol=1e-9,
+            err_msg=f"{image} ⋆ {kernel}, s={stride} p={padding} d={dilation}",
+        )
 
 
 def test_typed_input_and_kernel_match_conv2d(explorer):
     ex = explorer("conv")
-    ex.set(input_text="1, 2.5, -3, 4, 0, 7\n-1 0 2 8 1 1\n3 3 3 -2 5 6\n0.5 1e1 -4 2 2 2\n9 8 7 6 5 4",
-           kernel_text="1/2 -1 0\n2, 0.25, -3", stride=2, padding=1)
+    ex.set(
+        input_text="1, 2.5, -3, 4, 0, 7\n-1 0 2 8 1 1\n3 3 3 -2 5 6\n0.5 1e1 -4 2 2 2\n9 8 7 6 5 4",
+        kernel_text="1/2 -1 0\n2, 0.25, -3",
+        stride=2,
+        padding=1,
+    )
     assert ex.tid("input-preset").input_value() == "custom"
     assert ex.tid("kernel-preset").input_value() == "custom"
-    x = np.array([[1, 2.5, -3, 4, 0, 7], [-1, 0, 2, 8, 1, 1], [3, 3, 3, -2, 5, 6],
-                  [0.5, 10, -4, 2, 2, 2], [9, 8, 7, 6, 5, 4]])
+    x = np.array(
+        [[1, 2.5, -3, 4, 0, 7], [-1, 0, 2, 8, 1, 1], [3, 3, 3, -2, 5, 6], [0.5, 10, -4, 2, 2, 2], [9, 8, 7, 6, 5, 4]]
+    )
     w = np.array([[0.5, -1, 0], [2, 0.25, -3]])
     st = ex.state()
     np.testing.assert_array_equal(grid_array(st["input"]), x)
@@ -142,8 +151,15 @@ def test_stepping_highlights_the_window(explorer):
 def test_arrow_keys_and_play(explorer):
     ex = explorer("conv")  # lesson example: 2x3 output
     ex.tid("stage").focus()
-    for key, where in [("ArrowRight", (0, 1)), ("ArrowDown", (1, 1)), ("ArrowLeft", (1, 0)),
-                       ("End", (1, 2)), ("ArrowRight", (1, 2)), ("Home", (0, 0)), ("ArrowUp", (0, 0))]:
+    for key, where in [
+        ("ArrowRight", (0, 1)),
+        ("ArrowDown", (1, 1)),
+        ("ArrowLeft", (1, 0)),
+        ("End", (1, 2)),
+        ("ArrowRight", (1, 2)),
+        ("Home", (0, 0)),
+        ("ArrowUp", (0, 0)),
+    ]:
         ex.page.keyboard.press(key)
         assert ex.state()["current"] == {where}, key
     ex.tid("play").click()
@@ -165,8 +181,17 @@ def test_keyboard_only_and_live_output(explorer):
     for _ in range(12):  # the widget's controls, in reading order
         reached.append(page.evaluate("document.activeElement.dataset.testid || ''"))
         page.keyboard.press("Tab")
-    wanted = ["input-preset", "kernel-preset", "stride", "padding", "dilation", "input-text", "kernel-text",
-              "stage", "next"]
+    wanted = [
+        "input-preset",
+        "kernel-preset",
+        "stride",
+        "padding",
+        "dilation",
+        "input-text",
+        "kernel-text",
+        "stage",
+        "next",
+    ]
     assert all(w in reached for w in wanted), f"Tab order reached {reached}"
     assert reached.index("stage") < reached.index("next")
     # Arrow keys on the focused grids step the window; the live region says the new sum.
@@ -203,31 +228,52 @@ def test_formula_follows_the_settings(explorer):
     ex.set(input_text="1 2 3 4 5 6\n6 5 4 3 2 1", dilation=2)  # 2 rows, 6 columns
     st = ex.state()
     lines = st["formula"].splitlines()
-    assert any(line.startswith("height") and line.endswith("⌊(2 + 2·1 − 2·(2 − 1) − 1) / 2⌋ + 1 = 1")
-               for line in lines), lines
-    assert any(line.startswith("width") and line.endswith("⌊(6 + 2·1 − 2·(2 − 1) − 1) / 2⌋ + 1 = 3")
-               for line in lines), lines
+    assert any(
+        line.startswith("height") and line.endswith("⌊(2 + 2·1 − 2·(2 − 1) − 1) / 2⌋ + 1 = 1") for line in lines
+    ), lines
+    assert any(
+        line.startswith("width") and line.endswith("⌊(6 + 2·1 − 2·(2 − 1) − 1) / 2⌋ + 1 = 3") for line in lines
+    ), lines
     assert grid_array(st["output"]).shape == (1, 3)
 
 
-_GOOD = {"stride": 1, "dilation": 1, "padding": 0, "pool-kernel": 2, "kernel-text": "1 0\n0 1",
-         "input-text": "1 2 3 4\n5 6 7 8\n9 0 1 2"}
+_GOOD = {
+    "stride": 1,
+    "dilation": 1,
+    "padding": 0,
+    "pool-kernel": 2,
+    "kernel-text": "1 0\n0 1",
+    "input-text": "1 2 3 4\n5 6 7 8\n9 0 1 2",
+}
 
 
-@pytest.mark.parametrize(("mode", "cases"), [
-    ("conv", [({"stride": 0}, "Stride"),
-              ({"stride": -1}, "Stride"),
-              ({"dilation": 0}, "Dilation"),
-              ({"padding": -1}, "Padding"),
-              ({"kernel-text": "1 1 1 1 1\n" * 5}, "larger than the padded input"),
-              ({"dilation": 4}, "larger than the padded input"),
-              ({"input-text": "1 2 x\n3 4 5"}, "not a number"),
-              ({"kernel-text": "1 2 3\n4 5"}, "same length"),
-              ({"input-text": "  "}, "empty")]),
-    ("pool", [({"pool-kernel": 2, "padding": 2}, "half"),
-              ({"pool-kernel": 5}, "larger than the padded input"),
-              ({"stride": 0}, "Stride")]),
-])
+@pytest.mark.parametrize(
+    ("mode", "cases"),
+    [
+        (
+            "conv",
+            [
+                ({"stride": 0}, "Stride"),
+                ({"stride": -1}, "Stride"),
+                ({"dilation": 0}, "Dilation"),
+                ({"padding": -1}, "Padding"),
+                ({"kernel-text": "1 1 1 1 1\n" * 5}, "larger than the padded input"),
+                ({"dilation": 4}, "larger than the padded input"),
+                ({"input-text": "1 2 x\n3 4 5"}, "not a number"),
+                ({"kernel-text": "1 2 3\n4 5"}, "same length"),
+                ({"input-text": "  "}, "empty"),
+            ],
+        ),
+        (
+            "pool",
+            [
+                ({"pool-kernel": 2, "padding": 2}, "half"),
+                ({"pool-kernel": 5}, "larger than the padded input"),
+                ({"stride": 0}, "Stride"),
+            ],
+        ),
+    ],
+)
 def test_bad_settings_show_a_message_and_no_grid(explorer, mode, cases):
     ex = explorer(mode)
     for settings, message in cases:
@@ -246,8 +292,7 @@ def test_bad_settings_show_a_message_and_no_grid(explorer, mode, cases):
 def test_pooling_matches_cnnlesson(explorer):
     ex = explorer("pool")
     ex.set(input_preset="digit")
-    for pool, kernel, stride, padding in [("max", 2, None, 0), ("avg", 2, None, 1),
-                                          ("max", 3, 1, 1), ("avg", 3, 2, 1)]:
+    for pool, kernel, stride, padding in [("max", 2, None, 0), ("avg", 2, None, 1), ("max", 3, 1, 1), ("avg", 3, 2, 1)]:
         ex.set(pool_type=pool, pool_kernel=kernel)
         assert ex.tid("stride").input_value() == str(kernel)  # PyTorch: stride defaults to kernel_size
         ex.set(**({} if stride is None else {"stride": stride}), padding=padding)
@@ -255,8 +300,9 @@ def test_pooling_matches_cnnlesson(explorer):
         x = grid_array(st["input"])
         fn = max_pool2d if pool == "max" else avg_pool2d
         expected = fn(x[None, None], kernel, stride=stride, padding=padding)[0, 0]
-        np.testing.assert_allclose(grid_array(st["output"]), expected, rtol=0, atol=1e-9,
-                                   err_msg=f"{pool} k={kernel} s={stride} p={padding}")
+        np.testing.assert_allclose(
+            grid_array(st["output"]), expected, rtol=0, atol=1e-9, err_msg=f"{pool} k={kernel} s={stride} p={padding}"
+        )
         # Max pooling pads with -inf (padding never wins), average pooling with counted zeros.
         assert {v for _, _, v in st["pad"]} == (set() if not padding else {-np.inf} if pool == "max" else {0.0})
         ex.set(stride="")  # back to "stride = kernel size"
@@ -308,32 +354,40 @@ def test_palette_toggle_and_screenshots(explorer):
     before = body.get_attribute("data-md-color-scheme")
     background = ex.root.evaluate("e => getComputedStyle(e).backgroundColor")
     if shots:
-        ex.root.screenshot(path=str(Path(shots) / f"explorer-{'dark' if before == 'slate' else 'light'}.png"),
-                           style=_NO_HEADER)
+        ex.root.screenshot(
+            path=str(Path(shots) / f"explorer-{'dark' if before == 'slate' else 'light'}.png"), style=_NO_HEADER
+        )
     page.locator('[data-md-component="palette"] label:visible').first.click()
-    page.wait_for_function(
-        "before => document.body.getAttribute('data-md-color-scheme') !== before", arg=before)
+    page.wait_for_function("before => document.body.getAttribute('data-md-color-scheme') !== before", arg=before)
     after = body.get_attribute("data-md-color-scheme")
     assert {before, after} == {"default", "slate"}
     page.mouse.move(0, 0)
     # The widget follows the palette through Material's CSS variables.
     assert ex.root.evaluate("e => getComputedStyle(e).backgroundColor") != background
     if shots:
-        ex.root.screenshot(path=str(Path(shots) / f"explorer-{'dark' if after == 'slate' else 'light'}.png"),
-                           style=_NO_HEADER)
+        ex.root.screenshot(
+            path=str(Path(shots) / f"explorer-{'dark' if after == 'slate' else 'light'}.png"), style=_NO_HEADER
+        )
     assert ex.state()["current"] == {(1, 1)}  # state kept across the switch
-
 
 
 # ---- Copy as Python ----------------------------------------------------------------------------
 
 # Explorer states whose Python must print the grid the page shows: (mode, settings).
 COPY_STATES = [
-    ("conv", {}),                                                                      # the lesson's example
+    ("conv", {}),  # the lesson's example
     ("conv", {"input_preset": "digit", "kernel_preset": "sobel-x", "stride": 2, "padding": 1}),
     ("conv", {"input_preset": "digit", "kernel_preset": "blur", "dilation": 2, "padding": 2}),  # 1/9 weights
-    ("conv", {"input_text": "1, 2.5, -3, 4, 0, 7\n-1 0 2 8 1 1\n3 3 3 -2 5 6\n0.5 1e1 -4 2 2 2",
-              "kernel_text": "1/2 -1 0\n2, 0.25, -3", "stride": 2, "padding": 1, "dilation": 2}),  # 2x3 kernel
+    (
+        "conv",
+        {
+            "input_text": "1, 2.5, -3, 4, 0, 7\n-1 0 2 8 1 1\n3 3 3 -2 5 6\n0.5 1e1 -4 2 2 2",
+            "kernel_text": "1/2 -1 0\n2, 0.25, -3",
+            "stride": 2,
+            "padding": 1,
+            "dilation": 2,
+        },
+    ),  # 2x3 kernel
     ("pool", {"input_preset": "digit", "pool_kernel": 3, "stride": 2, "padding": 1}),
     ("pool", {"input_preset": "digit", "pool_type": "avg", "pool_kernel": 2, "stride": 1}),
 ]
@@ -347,11 +401,14 @@ def run_snippet(code: str, cwd: Path) -> str:
     import subprocess
     import sys
 
-    imported = {alias.name for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Import) for alias in node.names}
+    imported = {
+        alias.name for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Import) for alias in node.names
+    }
     imported |= {node.module for node in ast.walk(ast.parse(code)) if isinstance(node, ast.ImportFrom)}
     assert imported <= SNIPPET_IMPORTS, f"the snippet needs more than cnnlesson: {imported - SNIPPET_IMPORTS}"
-    proc = subprocess.run([sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, f"the copied code failed:\n{code}\n{proc.stderr}"
     return proc.stdout
 

@@ -72,8 +72,13 @@ def test_mkdocs_build_strict_fails_with_one_clear_line_without_the_figures(tmp_p
         f"site_name: test\ndocs_dir: docs\nsite_dir: {tmp_path / 'site'}\n"
         f"hooks:\n  - {REPO / 'docs' / 'hooks' / 'figures.py'}\n"
     )
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
@@ -92,7 +97,9 @@ def test_sobel_likeness_finds_sobel_kernels_and_not_noise():
     assert scores[2] == 0.0  # a flat filter correlates with nothing
     noise = torch.randn(200, 1, 3, 3, generator=torch.Generator().manual_seed(0))
     assert np.mean(np.array(figures.sobel_likeness(noise)) >= figures.SOBEL_THRESHOLD) < 0.2
-    with pytest.raises(ValueError, match=r"weight: expected first-layer filters of shape \(out, 1, 3, 3\), got \(4, 2, 3, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"weight: expected first-layer filters of shape \(out, 1, 3, 3\), got \(4, 2, 3, 3\)"
+    ):
         figures.sobel_likeness(torch.zeros(4, 2, 3, 3))
 
 

@@ -27,10 +27,9 @@ def test_replaces_the_file_on_success(tmp_path):
 def test_keeps_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "a.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError, match="disk full"):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half of the new conte")
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_path(target) as tmp:
+        tmp.write_text("half of the new conte")
+        raise RuntimeError("disk full")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 
@@ -75,7 +74,9 @@ def test_the_file_is_replaced_not_rewritten_in_place(tmp_path):
 def test_file_and_folder_are_synced_before_and_after_the_rename(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode))) or real_fsync(fd))
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: events.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode))) or real_fsync(fd)
+    )
     monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace",)) or real_replace(a, b))
     write_text_atomic(tmp_path / "a.json", "{}")
     expected = [("fsync", False), ("replace",)] + ([("fsync", True)] if os.name == "posix" else [])
@@ -83,7 +84,9 @@ def test_file_and_folder_are_synced_before_and_after_the_rename(tmp_path, monkey
 
 
 def _dead_pid() -> int:
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return int(done.stdout)
 
 
@@ -130,12 +133,18 @@ HOLD = (
 
 
 def test_a_second_process_cannot_lock_the_folder_until_the_first_dies(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=_env())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=_env()
+    )
     try:
         assert holder.stdout.readline() == "locked\n"
-        with pytest.raises(FolderLockedError, match=rf"{re.escape(str(tmp_path))} is in use by another cnnlesson run \(pid"):
-            with lock_folder(tmp_path):
-                pass
+        with (
+            pytest.raises(
+                FolderLockedError, match=rf"{re.escape(str(tmp_path))} is in use by another cnnlesson run \(pid"
+            ),
+            lock_folder(tmp_path),
+        ):
+            pass
     finally:
         holder.kill()  # SIGKILL on POSIX: no clean-up code runs, the OS drops the lock
         holder.wait()
@@ -165,15 +174,16 @@ def test_the_lock_never_follows_a_link(tmp_path):
     folder.mkdir()
     victim.write_bytes(b"the user's own file\n")
     (folder / LOCK_NAME).symlink_to(victim)
-    with pytest.raises(OSError, match=rf"^{re.escape(str(folder / LOCK_NAME))} is a symbolic link; remove it"):
-        with lock_folder(folder):
-            pytest.fail("locked through a link")
+    with (
+        pytest.raises(OSError, match=rf"^{re.escape(str(folder / LOCK_NAME))} is a symbolic link; remove it"),
+        lock_folder(folder),
+    ):
+        pytest.fail("locked through a link")
     assert victim.read_bytes() == b"the user's own file\n"
     (folder / LOCK_NAME).unlink()
     (folder / LOCK_NAME).symlink_to(tmp_path / "nowhere")  # dangling: following it would create the file
-    with pytest.raises(OSError, match="is a symbolic link"):
-        with lock_folder(folder):
-            pass
+    with pytest.raises(OSError, match="is a symbolic link"), lock_folder(folder):
+        pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "victim.txt"]
 
 
@@ -183,22 +193,25 @@ def test_the_lock_refuses_a_hard_link_to_another_file(tmp_path):
     victim.write_bytes(b"keep me\n")
     (tmp_path / "out").mkdir()
     os.link(victim, tmp_path / "out" / LOCK_NAME)
-    with pytest.raises(OSError, match="is not a plain file of its own"):
-        with lock_folder(tmp_path / "out"):
-            pass
+    with pytest.raises(OSError, match="is not a plain file of its own"), lock_folder(tmp_path / "out"):
+        pass
     assert victim.read_bytes() == b"keep me\n"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links need privileges on Windows")
 def test_a_link_loop_or_a_dangling_link_as_the_folder_is_named(tmp_path):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
-    with pytest.raises(OSError, match=rf"^{re.escape(str(tmp_path / 'loop'))} is a symbolic link loop$"):
-        with lock_folder(tmp_path / "loop"):
-            pass
+    with (
+        pytest.raises(OSError, match=rf"^{re.escape(str(tmp_path / 'loop'))} is a symbolic link loop$"),
+        lock_folder(tmp_path / "loop"),
+    ):
+        pass
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
-    with pytest.raises(OSError, match=r"dangling is a symbolic link to .*gone, which does not exist$"):
-        with lock_folder(tmp_path / "dangling"):
-            pass
+    with (
+        pytest.raises(OSError, match=r"dangling is a symbolic link to .*gone, which does not exist$"),
+        lock_folder(tmp_path / "dangling"),
+    ):
+        pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "loop"]
 
 
@@ -211,9 +224,13 @@ def test_a_folder_where_the_lock_cannot_be_made_is_named(tmp_path, monkeypatch):
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refuse)
-    with pytest.raises(PermissionError, match=rf"^cannot create files in {re.escape(str(tmp_path))} \(Permission denied\)$"):
-        with lock_folder(tmp_path):
-            pass
+    with (
+        pytest.raises(
+            PermissionError, match=rf"^cannot create files in {re.escape(str(tmp_path))} \(Permission denied\)$"
+        ),
+        lock_folder(tmp_path),
+    ):
+        pass
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
@@ -228,7 +245,9 @@ def test_a_rewrite_keeps_the_files_mode(tmp_path):
 def test_a_full_disk_is_said_so_naming_the_file(tmp_path):
     target = tmp_path / "a.json"
     target.write_text("old")
-    with pytest.raises(OSError, match=rf"^the disk is full: cannot write {re.escape(str(target))}$"):
-        with atomic_path(target):
-            raise OSError(28, "No space left on device")
+    with (
+        pytest.raises(OSError, match=rf"^the disk is full: cannot write {re.escape(str(target))}$"),
+        atomic_path(target),
+    ):
+        raise OSError(28, "No space left on device")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]

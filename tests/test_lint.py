@@ -48,8 +48,10 @@ MYPY = shutil.which("mypy", path=str(Path(sys.executable).parent)) or shutil.whi
 
 # Half a minute in a fresh clone (the cache under .mypy_cache/, gitignored, makes later runs take seconds):
 # started as the session begins, on the core the other tests leave idle (tests/conftest.py).
-@pytest.mark.run_early("mypy", [MYPY or "mypy"], cwd=ROOT) if MYPY else pytest.mark.skip(
-    reason='mypy is not installed: pip install -e ".[test]" (the test extra) brings it'
+@(
+    pytest.mark.run_early("mypy", [MYPY or "mypy"], cwd=ROOT)
+    if MYPY
+    else pytest.mark.skip(reason='mypy is not installed: pip install -e ".[test]" (the test extra) brings it')
 )
 def test_mypy(early):
     proc, _ = early.result("mypy")

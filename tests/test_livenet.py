@@ -154,8 +154,13 @@ def test_every_layer_of_the_page_matches_torch_for_the_picked_digit(live, record
     state = api(live, "state")
     assert np.abs(np.array(state["logits"]) - ref["logits"][0]).max() <= 1e-4
     assert state["predicted"] == int(ref["logits"][0].argmax())
-    for layer, size, map_, row, col in [("conv1", 28, 4, 10, 12), ("pool1", 14, 7, 5, 6), ("conv2", 14, 20, 7, 7),
-                                        ("pool2", 7, 33, 3, 2), ("fc1", 1, 77, 0, 0)]:
+    for layer, size, map_, row, col in [
+        ("conv1", 28, 4, 10, 12),
+        ("pool1", 14, 7, 5, 6),
+        ("conv2", 14, 20, 7, 7),
+        ("pool2", 7, 33, 3, 2),
+        ("fc1", 1, 77, 0, 0),
+    ]:
         api(live, "select", layer, map_, row, col)
         shown = float(live.locator(".livenet").get_attribute("data-unit-value"))
         assert abs(shown - ref[layer][0][(map_ * size + row) * size + col]) <= 1e-5, layer
@@ -170,8 +175,12 @@ def test_every_layer_of_the_page_matches_torch_for_the_picked_digit(live, record
     np.testing.assert_allclose(patch, X[0, 0, 9:12, 11:14].numpy().ravel(), atol=1e-6)
     np.testing.assert_allclose(kernel, recorded_net.conv1.weight[4, 0].detach().numpy().ravel(), atol=1e-7)
     np.testing.assert_allclose(products, patch * kernel, atol=1e-9)
-    total, bias, z, value = (float(v) for v in live.locator('[data-testid="unit-sum-line"] span').evaluate_all(
-        "spans => spans.map(s => s.dataset.value)"))
+    total, bias, z, value = (
+        float(v)
+        for v in live.locator('[data-testid="unit-sum-line"] span').evaluate_all(
+            "spans => spans.map(s => s.dataset.value)"
+        )
+    )
     assert total == pytest.approx(products.sum(), abs=1e-9) and z == pytest.approx(total + bias, abs=1e-9)
     assert value == pytest.approx(max(z, 0.0), abs=1e-12)
     assert value == pytest.approx(ref["conv1"][0][(4 * 28 + 10) * 28 + 12], abs=1e-5)
@@ -219,14 +228,17 @@ def test_drawn_like_a_person(live, recorded_net, real_test_split):
     pixels = livenet.as_bytes(X[chosen])
     sizes = rng.integers(120, 281, 200)  # the digit's 28x28 frame drawn 120-280 pad pixels wide
     places = [(int(rng.integers(0, PAD - s + 1)), int(rng.integers(0, PAD - s + 1))) for s in sizes]
-    predicted = live.evaluate("""([pixels, places, sizes]) => {
+    predicted = live.evaluate(
+        """([pixels, places, sizes]) => {
       const root = document.querySelector('.livenet'), all = LiveNet.bytesOf(pixels), out = [];
       for (let k = 0; k < sizes.length; k++) {
         root.livenet.placeDigit(all.subarray(784 * k, 784 * (k + 1)), places[k][0], places[k][1], sizes[k]);
         out.push(root.livenet.state().predicted);
       }
       return out;
-    }""", [b64(pixels, "u1"), places, [int(s) for s in sizes]])
+    }""",
+        [b64(pixels, "u1"), places, [int(s) for s in sizes]],
+    )
     accuracy = float((np.array(predicted) == y[chosen].numpy()).mean())
     assert accuracy >= 0.95, f"the model read {accuracy:.1%} of 200 digits drawn large and off-centre"
 
@@ -234,7 +246,8 @@ def test_drawn_like_a_person(live, recorded_net, real_test_split):
 def test_touch_and_pen_draw_too(live):
     live.locator('[data-testid="clear"]').click()
     for kind, (x0, x1) in (("touch", (60, 220)), ("pen", (140, 140))):
-        live.evaluate("""([kind, x0, x1]) => {
+        live.evaluate(
+            """([kind, x0, x1]) => {
           const pad = document.querySelector('[data-testid="pad"]'), box = pad.getBoundingClientRect();
           const at = (x, y) => ({pointerType: kind, pointerId: 7, bubbles: true, isPrimary: true,
                                   clientX: box.left + x * box.width / 280, clientY: box.top + y * box.height / 280});
@@ -242,7 +255,9 @@ def test_touch_and_pen_draw_too(live):
           pad.dispatchEvent(new PointerEvent('pointermove', at((x0 + x1) / 2, 140)));
           pad.dispatchEvent(new PointerEvent('pointermove', at(x1, 240)));
           pad.dispatchEvent(new PointerEvent('pointerup', at(x1, 240)));
-        }""", [kind, x0, x1])
+        }""",
+            [kind, x0, x1],
+        )
     ink = np.array(api(live, "ink")).reshape(PAD, PAD)
     assert ink[90, 100] > 0.5, "the touch stroke left no ink"  # on the line (60, 40) -> (140, 140)
     assert ink[200, 140] > 0.5, "the pen stroke left no ink"  # on the line (140, 40) -> (140, 240)
@@ -281,8 +296,17 @@ def _layers_with_grad(net, X):
     return conv1, pool1, conv2, pool2, fc1, net.fc2(fc1)
 
 
-UNITS = [("conv1", 0, 0, 0), ("conv1", 5, 14, 20), ("pool1", 3, 0, 13), ("pool1", 7, 6, 6),
-         ("conv2", 10, 0, 0), ("conv2", 20, 7, 9), ("pool2", 0, 0, 0), ("pool2", 63, 3, 6), ("fc1", 5, 0, 0)]
+UNITS = [
+    ("conv1", 0, 0, 0),
+    ("conv1", 5, 14, 20),
+    ("pool1", 3, 0, 13),
+    ("pool1", 7, 6, 6),
+    ("conv2", 10, 0, 0),
+    ("conv2", 20, 7, 9),
+    ("pool2", 0, 0, 0),
+    ("pool2", 63, 3, 6),
+    ("fc1", 5, 0, 0),
+]
 
 
 @pytest.mark.parametrize("layer,map_,row,col", UNITS)
@@ -297,8 +321,12 @@ def test_receptive_field_is_the_gradient_support(live, layer, map_, row, col):
     box = live.locator('[data-testid="input"]').bounding_box()
     frame = live.locator('[data-testid="rf"]').bounding_box()
     px = box["width"] / 28
-    assert frame["x"] == pytest.approx(box["x"] + c0 * px, abs=1) and frame["width"] == pytest.approx((c1 - c0 + 1) * px, abs=1)
-    assert frame["y"] == pytest.approx(box["y"] + r0 * px, abs=1) and frame["height"] == pytest.approx((r1 - r0 + 1) * px, abs=1)
+    assert frame["x"] == pytest.approx(box["x"] + c0 * px, abs=1) and frame["width"] == pytest.approx(
+        (c1 - c0 + 1) * px, abs=1
+    )
+    assert frame["y"] == pytest.approx(box["y"] + r0 * px, abs=1) and frame["height"] == pytest.approx(
+        (r1 - r0 + 1) * px, abs=1
+    )
 
 
 def test_clicking_a_map_selects_its_unit(live):
@@ -306,7 +334,9 @@ def test_clicking_a_map_selects_its_unit(live):
     box = canvas.bounding_box()
     canvas.click(position={"x": box["width"] * 3.5 / 14, "y": box["height"] * 11.5 / 14})
     assert api(live, "state")["selected"] == {"layer": "conv2", "map": 9, "row": 11, "col": 3}
-    assert live.locator('[data-testid="rf"]').get_attribute("data-rf") == "19 26 3 10"  # conv2 row 11: input rows 2*11-3 to 2*11+4
+    assert (
+        live.locator('[data-testid="rf"]').get_attribute("data-rf") == "19 26 3 10"
+    )  # conv2 row 11: input rows 2*11-3 to 2*11+4
 
 
 # ---- keyboard, palettes, phone, paper, offline ---------------------------------------------------
@@ -343,8 +373,10 @@ def test_axe_finds_nothing_in_the_widget(browser, site_url, scheme):
         page = _open(context.new_page(), site_url + "feature-maps/")
         api(page, "select", "conv1", 3, 12, 12)  # the arithmetic tables shown too
         page.evaluate(axe.Axe().axe_script)
-        violations = page.evaluate("async () => (await axe.run('.livenet', {resultTypes: ['violations']}))"
-                                   ".violations.map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))")
+        violations = page.evaluate(
+            "async () => (await axe.run('.livenet', {resultTypes: ['violations']}))"
+            ".violations.map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+        )
     finally:
         context.close()
     assert not violations, violations

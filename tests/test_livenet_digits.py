@@ -104,11 +104,14 @@ def test_hook_serves_the_recorded_asset(tmp_path, docs_hook):
     assert hook.checked_asset(tmp_path) == tmp_path / hook.ASSET
 
 
-@pytest.mark.parametrize("case,message", [
-    ("unrecorded", "no live-network weights recorded under figures.livenet"),
-    ("missing", "livenet-weights.js is missing"),
-    ("other-run", "belongs to another run than the figures"),
-])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("unrecorded", "no live-network weights recorded under figures.livenet"),
+        ("missing", "livenet-weights.js is missing"),
+        ("other-run", "belongs to another run than the figures"),
+    ],
+)
 def test_hook_stops_the_build_with_one_line(tmp_path, docs_hook, case, message):
     hook = docs_hook("livenet")
     if case != "missing":
@@ -129,10 +132,17 @@ def _tiny_site(tmp_path: Path, asset_text: str | None, recorded_sha: str) -> tup
         (docs / "results" / livenet.ASSET).write_text(asset_text)
     config = tmp_path / "mkdocs.yml"
     site = tmp_path / "site"
-    config.write_text(f"site_name: test\ndocs_dir: docs\nsite_dir: {site}\n"
-                      f"hooks:\n  - {ROOT / 'docs' / 'hooks' / 'livenet.py'}\n")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)],
-                          check=False, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    config.write_text(
+        f"site_name: test\ndocs_dir: docs\nsite_dir: {site}\nhooks:\n  - {ROOT / 'docs' / 'hooks' / 'livenet.py'}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     return done, site
 
 

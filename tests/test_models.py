@@ -115,7 +115,10 @@ WRONG_SHAPES = [
 def test_models_refuse_a_wrong_input_shape_naming_the_expected_one(name, shape):
     net = build_model(name).eval()
     expected = ", ".join(map(str, ("batch", *net.input_shape)))
-    with pytest.raises(ValueError, match=rf"x: {type(net).__name__} expects a \({expected}\) batch, got shape \({', '.join(map(str, shape))},?\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"x: {type(net).__name__} expects a \({expected}\) batch, got shape \({', '.join(map(str, shape))},?\)",
+    ):
         net(torch.zeros(shape))
 
 

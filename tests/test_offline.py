@@ -83,8 +83,11 @@ def test_explorer_draws_the_convolution(reader, offline_site):
 
 def test_math_figures_and_notebook_on_every_lesson_page(reader, offline_site):
     """Every page: math typeset, every figure loaded; the notebook links point at the file in the copy."""
-    pages = sorted(p.relative_to(offline_site).as_posix() for p in offline_site.rglob("*.html")
-                   if p.name != "404.html" and not p.relative_to(offline_site).as_posix().startswith("assets/"))
+    pages = sorted(
+        p.relative_to(offline_site).as_posix()
+        for p in offline_site.rglob("*.html")
+        if p.name != "404.html" and not p.relative_to(offline_site).as_posix().startswith("assets/")
+    )
     reports = {}
     for path in pages:
         reader.goto(url(offline_site, path), wait_until="load")

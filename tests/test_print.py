@@ -68,13 +68,20 @@ def lesson_pages(built_site):
     for entry in section:
         (source,) = entry.values() if isinstance(entry, dict) else (entry,)
         stem = Path(source).with_suffix("").as_posix()
-        html = next((f for f in (built_site / stem / "index.html", built_site / f"{stem}.html") if f.exists()),
-                    built_site / stem / "index.html")
+        html = next(
+            (f for f in (built_site / stem / "index.html", built_site / f"{stem}.html") if f.exists()),
+            built_site / stem / "index.html",
+        )
         parser = _Page()
         parser.feed(html.read_text("utf-8"))
         assert parser.h1, f"{html} has no <h1>"
-        pages.append((_words(parser.h1).rstrip("¶").strip(), [Path(src).name for src in parser.images],
-                      'id="exercises"' in html.read_text("utf-8")))
+        pages.append(
+            (
+                _words(parser.h1).rstrip("¶").strip(),
+                [Path(src).name for src in parser.images],
+                'id="exercises"' in html.read_text("utf-8"),
+            )
+        )
     assert len(pages) >= 5, f"the Lesson section lists only {len(pages)} pages"
     return pages
 
@@ -122,7 +129,7 @@ def _lesson_sections(printed, lesson_pages):
         k = next((k for k, title in tops if title == heading), None)
         assert k is not None, f"lesson heading {heading!r} is not a section of the PDF: {[t for _, t in tops]}"
         end = next((j for j, _ in tops if j > k), len(outline))
-        found.append((k, outline[k + 1:end]))
+        found.append((k, outline[k + 1 : end]))
     return found
 
 
@@ -152,6 +159,9 @@ def test_pdf_has_every_figure_exercise_and_rendered_math(printed, lesson_pages, 
     assert not report["raw"] and report["unrendered"] == 0, f"math left as TeX on the print page: {report['raw'][:3]}"
     # Each page's exercises are a section of that page in the PDF.
     assert any(has for _, _, has in lesson_pages), "no lesson page has exercises: nothing to check"
-    missing = [heading for (heading, _, has), (_, entries) in zip(lesson_pages, _lesson_sections(printed, lesson_pages), strict=True)
-               if has and not any(title == "Exercises" for _, title, _ in entries)]
+    missing = [
+        heading
+        for (heading, _, has), (_, entries) in zip(lesson_pages, _lesson_sections(printed, lesson_pages), strict=True)
+        if has and not any(title == "Exercises" for _, title, _ in entries)
+    ]
     assert not missing, f"the exercises of these pages are missing from the PDF: {missing}"

@@ -29,7 +29,9 @@ def gradient_support(net: nn.Module, size: int, upto: int, row: int, col: int) -
     return X.grad[0].abs().sum(0) != 0
 
 
-@pytest.mark.parametrize(("net", "size"), [(MNISTNet(), 28), (LeNet5(), 32), (CIFAR10Net(), 32)], ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(
+    ("net", "size"), [(MNISTNet(), 28), (LeNet5(), 32), (CIFAR10Net(), 32)], ids=lambda v: type(v).__name__
+)
 def test_fields_match_the_input_gradient(net, size):
     fields = receptive_fields(layer_specs(net))
     torch.manual_seed(0)
@@ -54,7 +56,9 @@ def test_the_lessons_networks():
 
 
 def test_plain_tuples_and_defaults():
-    assert receptive_fields([("a", 3), ("b", 3)]) == receptive_fields([LayerSpec("a", 3, 1, 0), LayerSpec("b", 3, 1, 0)])
+    assert receptive_fields([("a", 3), ("b", 3)]) == receptive_fields(
+        [LayerSpec("a", 3, 1, 0), LayerSpec("b", 3, 1, 0)]
+    )
     (field,) = receptive_fields([("p", 2, 2, 1)])
     assert (field.size, field.jump, field.start) == (2, 2, -1)
     assert receptive_fields([]) == []

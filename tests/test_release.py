@@ -101,7 +101,9 @@ def test_sdist_and_wheel_pass_the_release_checks(dist):
     run(sys.executable, "-m", "check_wheel_contents", str(wheels[0]))
     names = zipfile.ZipFile(wheels[0]).namelist()
     package = sorted(n for n in names if not n.startswith(f"cnnlesson-{version()}.dist-info/"))
-    sources = sorted(f"cnnlesson/{p.name}" for p in (ROOT / "cnnlesson").iterdir() if p.suffix == ".py" or p.name == "py.typed")
+    sources = sorted(
+        f"cnnlesson/{p.name}" for p in (ROOT / "cnnlesson").iterdir() if p.suffix == ".py" or p.name == "py.typed"
+    )
     assert package == sources, "the wheel holds the cnnlesson package and nothing else"
 
 
@@ -184,7 +186,9 @@ def test_workflows_exist_and_release_publishes_before_deploying():
         direct = [direct] if isinstance(direct, str) else direct
         return set(direct).union(*(needs(d) for d in direct))
 
-    publish = next(name for name, job in jobs.items() if any("gh-action-pypi-publish" in s.get("uses", "") for s in job["steps"]))
+    publish = next(
+        name for name, job in jobs.items() if any("gh-action-pypi-publish" in s.get("uses", "") for s in job["steps"])
+    )
     deploy = next(name for name, job in jobs.items() if any("deploy-pages" in s.get("uses", "") for s in job["steps"]))
     assert publish in needs(deploy), "the site is deployed only after the package is on PyPI"
     assert "password" not in json.dumps(jobs[publish]), "trusted publishing: no token"
@@ -237,7 +241,11 @@ def test_workflows_pass_actionlint(actionlint):
     labels = set(config["self-hosted-runner"]["labels"])
     custom = re.compile(r'^label "([^"]+)" is unknown')
     found = [f for file, findings in actionlint.items() if file.startswith(str(WORKFLOWS)) for f in findings]
-    left = [f for f in found if not (f["kind"] == "runner-label" and (m := custom.match(f["message"])) and m.group(1) in labels)]
+    left = [
+        f
+        for f in found
+        if not (f["kind"] == "runner-label" and (m := custom.match(f["message"])) and m.group(1) in labels)
+    ]
     assert not left, "\n".join(f"{f['file']}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]" for f in left)
 
 

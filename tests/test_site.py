@@ -58,8 +58,10 @@ def test_every_page_loads_cleanly(crawl, site_pages):
     assert not bad, "pages with console errors or failed requests:\n" + json.dumps(bad, indent=1)
     # The crawl covered every page written in docs/ (a page missing from the build fails here).
     docs = ROOT / "docs"
-    written = {(md.parent if md.name == "index.md" else md.with_suffix("")).relative_to(docs).as_posix() + "/"
-               for md in docs.rglob("*.md")}
+    written = {
+        (md.parent if md.name == "index.md" else md.with_suffix("")).relative_to(docs).as_posix() + "/"
+        for md in docs.rglob("*.md")
+    }
     written = {"" if path == "./" else path for path in written}
     assert written <= set(problems), f"pages of docs/ not built: {sorted(written - set(problems))}"
 
@@ -67,15 +69,17 @@ def test_every_page_loads_cleanly(crawl, site_pages):
 def test_math_is_rendered(crawl):
     reports, _ = crawl
     assert sum(r["math"] for r in reports.values()) > 0, "no math found on any page"
-    bad = {path or "/": {"unrendered": r["unrendered"], "raw": r["raw"][:5]}
-           for path, r in reports.items() if r["unrendered"] or r["raw"]}
+    bad = {
+        path or "/": {"unrendered": r["unrendered"], "raw": r["raw"][:5]}
+        for path, r in reports.items()
+        if r["unrendered"] or r["raw"]
+    }
     assert not bad, "math left as raw TeX:\n" + json.dumps(bad, indent=1)
 
 
 def test_every_image_loads(crawl):
     reports, _ = crawl
-    broken = {path or "/": [src for src, width in r["images"] if not width]
-              for path, r in reports.items()}
+    broken = {path or "/": [src for src, width in r["images"] if not width] for path, r in reports.items()}
     broken = {path: srcs for path, srcs in broken.items() if srcs}
     assert not broken, "images that did not load:\n" + json.dumps(broken, indent=1)
 

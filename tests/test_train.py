@@ -62,14 +62,24 @@ def test_resumed_run_ends_with_the_same_weights(mnist_root, tmp_path):
     first.load_state_dict(initial)
     train(first, loader, num_epochs=1, device="cpu", seed=5, checkpoint=tmp_path / "b.pt", progress=False)
     resumed = CNNWithBN()  # a fresh process would start from new random weights
-    history = train(resumed, loader, num_epochs=2, device="cpu", seed=5, checkpoint=tmp_path / "b.pt", resume=True, progress=False)
+    history = train(
+        resumed, loader, num_epochs=2, device="cpu", seed=5, checkpoint=tmp_path / "b.pt", resume=True, progress=False
+    )
     assert [r["epoch"] for r in history] == [1, 2]
     assert same_weights(straight, resumed)
     assert not same_weights(first, resumed)
 
 
 def test_resume_without_a_file_starts_afresh(small_loaders, tmp_path):
-    history = train(MNISTNet(), small_loaders[0], num_epochs=1, checkpoint=tmp_path / "new.pt", resume=True, progress=False, device="cpu")
+    history = train(
+        MNISTNet(),
+        small_loaders[0],
+        num_epochs=1,
+        checkpoint=tmp_path / "new.pt",
+        resume=True,
+        progress=False,
+        device="cpu",
+    )
     assert len(history) == 1 and (tmp_path / "new.pt").exists()
 
 
@@ -129,7 +139,7 @@ def test_train_epoch_loss_and_accuracy_match_a_plain_loop():
     optimizer = torch.optim.Adam(oracle.parameters(), lr=0.05)
     loss_sum, correct = 0.0, 0
     for start in range(0, 10, 4):
-        images, labels = X[start:start + 4], y[start:start + 4]
+        images, labels = X[start : start + 4], y[start : start + 4]
         outputs = oracle(images)
         loss = nn.functional.cross_entropy(outputs, labels)
         loss_sum += loss.item() * len(labels)
@@ -217,6 +227,8 @@ def test_trained_test_accuracy_matches_an_eval_mode_loop(small_loaders):
     history = train(net, *small_loaders, num_epochs=1, device="cpu", seed=0, progress=False)
     X, y = small_loaders[1].X, small_loaders[1].y
     assert history[-1]["test_accuracy"] == pytest.approx(_eval_mode_oracle(net, X, y), abs=1e-9)
+
+
 # --- hostile input: divergence, history, resume ----------------------------
 
 
@@ -228,10 +240,33 @@ def strict_json(text: str):
 def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(small_loaders, tmp_path):
     ckpt, hist = tmp_path / "checkpoint.pt", tmp_path / "history.json"
     torch.manual_seed(0)
-    train(MNISTNet(), small_loaders[0], num_epochs=1, device="cpu", seed=0, checkpoint=ckpt, history_file=hist, progress=False)
+    train(
+        MNISTNet(),
+        small_loaders[0],
+        num_epochs=1,
+        device="cpu",
+        seed=0,
+        checkpoint=ckpt,
+        history_file=hist,
+        progress=False,
+    )
     saved, written = ckpt.read_bytes(), hist.read_text()
-    with pytest.raises(DivergedError, match=rf"training diverged in epoch 2: the training loss is nan; {ckpt} keeps epoch 1; try a smaller lr \(now 1e\+20\)"):
-        train(MNISTNet(), small_loaders[0], num_epochs=3, lr=1e20, device="cpu", seed=0, checkpoint=ckpt, history_file=hist, resume=True, progress=False)
+    with pytest.raises(
+        DivergedError,
+        match=rf"training diverged in epoch 2: the training loss is nan; {ckpt} keeps epoch 1; try a smaller lr \(now 1e\+20\)",
+    ):
+        train(
+            MNISTNet(),
+            small_loaders[0],
+            num_epochs=3,
+            lr=1e20,
+            device="cpu",
+            seed=0,
+            checkpoint=ckpt,
+            history_file=hist,
+            resume=True,
+            progress=False,
+        )
     assert ckpt.read_bytes() == saved and hist.read_text() == written
     assert [r["epoch"] for r in strict_json(written)] == [1]
 
@@ -271,7 +306,15 @@ def test_history_file_is_written_with_every_checkpoint(small_loaders, tmp_path):
 
     ckpt, hist = tmp_path / "checkpoint.pt", tmp_path / "history.json"
     with pytest.raises(KeyboardInterrupt):
-        train(MNISTNet(), CrashesInEpoch2(small_loaders[0]), num_epochs=3, device="cpu", checkpoint=ckpt, history_file=hist, progress=False)
+        train(
+            MNISTNet(),
+            CrashesInEpoch2(small_loaders[0]),
+            num_epochs=3,
+            device="cpu",
+            checkpoint=ckpt,
+            history_file=hist,
+            progress=False,
+        )
     assert strict_json(hist.read_text()) == load_checkpoint(ckpt)["history"]
     assert [r["epoch"] for r in strict_json(hist.read_text())] == [1]
 
@@ -288,7 +331,9 @@ def test_resume_applies_the_new_lr_and_says_so(small_loaders, tmp_path, capsys):
     ckpt = tmp_path / "checkpoint.pt"
     train(MNISTNet(), small_loaders[0], num_epochs=1, lr=1e-3, device="cpu", checkpoint=ckpt, progress=False)
     capsys.readouterr()
-    train(MNISTNet(), small_loaders[0], num_epochs=2, lr=5e-4, device="cpu", checkpoint=ckpt, resume=True, progress=False)
+    train(
+        MNISTNet(), small_loaders[0], num_epochs=2, lr=5e-4, device="cpu", checkpoint=ckpt, resume=True, progress=False
+    )
     assert capsys.readouterr().err == "resume: learning rate changed from 0.001 to 0.0005\n"
     assert [g["lr"] for g in load_checkpoint(ckpt)["optimizer_state"]["param_groups"]] == [5e-4]
 
@@ -297,20 +342,51 @@ def test_resume_refuses_a_checkpoint_of_another_model_or_seed(small_loaders, tmp
     ckpt = tmp_path / "checkpoint.pt"
     train(MNISTNet(), small_loaders[0], num_epochs=1, seed=3, device="cpu", checkpoint=ckpt, progress=False)
     before = ckpt.read_bytes()
-    with pytest.raises(ValueError, match=rf"resume: {ckpt} was trained with model='mnistnet', this run has model='cnnwithbn'"):
-        train(CNNWithBN(), small_loaders[0], num_epochs=2, seed=3, device="cpu", checkpoint=ckpt, resume=True, progress=False)
+    with pytest.raises(
+        ValueError, match=rf"resume: {ckpt} was trained with model='mnistnet', this run has model='cnnwithbn'"
+    ):
+        train(
+            CNNWithBN(),
+            small_loaders[0],
+            num_epochs=2,
+            seed=3,
+            device="cpu",
+            checkpoint=ckpt,
+            resume=True,
+            progress=False,
+        )
     with pytest.raises(ValueError, match=rf"resume: {ckpt} was trained with seed=3, this run has seed=4"):
-        train(MNISTNet(), small_loaders[0], num_epochs=2, seed=4, device="cpu", checkpoint=ckpt, resume=True, progress=False)
+        train(
+            MNISTNet(),
+            small_loaders[0],
+            num_epochs=2,
+            seed=4,
+            device="cpu",
+            checkpoint=ckpt,
+            resume=True,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="was trained with dataset='mnist', this run has dataset='cifar10'"):
         save_checkpoint(ckpt, MNISTNet(), meta={"dataset": "mnist"})
-        train(MNISTNet(), small_loaders[0], num_epochs=2, device="cpu", checkpoint=ckpt, resume=True, progress=False, meta={"dataset": "cifar10"})
+        train(
+            MNISTNet(),
+            small_loaders[0],
+            num_epochs=2,
+            device="cpu",
+            checkpoint=ckpt,
+            resume=True,
+            progress=False,
+            meta={"dataset": "cifar10"},
+        )
     assert ckpt.read_bytes() != before  # the last case wrote its own checkpoint first
 
 
 def test_resume_refuses_a_checkpoint_seed_torch_cannot_take(small_loaders, tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
     save_checkpoint(ckpt, MNISTNet(), meta={"model": "mnistnet", "seed": 2**64})
-    with pytest.raises(ValueError, match=rf"has a bad meta\['seed'\]: expected an int from 0 to {SEED_MAX}, got {2**64}$"):
+    with pytest.raises(
+        ValueError, match=rf"has a bad meta\['seed'\]: expected an int from 0 to {SEED_MAX}, got {2**64}$"
+    ):
         train(MNISTNet(), small_loaders[0], num_epochs=2, device="cpu", checkpoint=ckpt, resume=True, progress=False)
 
 
@@ -331,5 +407,7 @@ def test_resume_without_a_seed_continues_with_the_checkpoints(mnist_root, tmp_pa
 
 
 def test_library_checkpoints_record_the_model_and_seed(small_loaders, tmp_path):
-    train(MNISTNet(), small_loaders[0], num_epochs=1, seed=2, device="cpu", checkpoint=tmp_path / "c.pt", progress=False)
+    train(
+        MNISTNet(), small_loaders[0], num_epochs=1, seed=2, device="cpu", checkpoint=tmp_path / "c.pt", progress=False
+    )
     assert load_checkpoint(tmp_path / "c.pt")["meta"] == {"model": "mnistnet", "seed": 2}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from cnnlesson.models import CIFAR10Net, LeNet5, MNISTNet
 from cnnlesson.conv import conv2d_numpy
+from cnnlesson.models import CIFAR10Net, LeNet5, MNISTNet
 from cnnlesson.viz import (
     first_conv,
     plot_filters,
@@ -83,7 +83,9 @@ def test_filters_mark_the_chosen_ones_and_have_a_colour_bar():
 def test_filters_one_image_per_output_channel():
     assert drawn_images(plot_filters(MNISTNet().conv1)) == 32
     assert drawn_images(plot_filters(LeNet5().conv2.weight)) == 16
-    with pytest.raises(TypeError, match=r"conv: expected an nn.Conv2d or a 4-D weight \(out, in, kh, kw\), got \(3, 3\)"):
+    with pytest.raises(
+        TypeError, match=r"conv: expected an nn.Conv2d or a 4-D weight \(out, in, kh, kw\), got \(3, 3\)"
+    ):
         plot_filters(torch.zeros(3, 3))
 
 
@@ -178,14 +180,17 @@ def test_importing_viz_leaves_the_backend_to_the_reader():
     import subprocess
     import sys
 
-    code = ("import matplotlib; matplotlib.use('svg'); import cnnlesson.viz; import matplotlib.pyplot as plt; "
-            "print(plt.get_backend())")
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import cnnlesson.viz; import matplotlib.pyplot as plt; "
+        "print(plt.get_backend())"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.strip() == "svg"
 
 
 # --- The feature-maps page's verbatim visualize_feature_maps and the package's ---
+
 
 def test_page_visualize_feature_maps_draws_what_the_package_draws(digit_roots, tmp_path, monkeypatch):
     """The same maps in the same grid; the page's function scales each map alone, the package's all alike."""

@@ -37,8 +37,10 @@ def check_ids(body: str) -> list[str] | None:
         return None
     calls = [CALL.match(line) for line in lines if line != IMPORT]
     if not calls or not all(calls):
-        raise ValueError("a fence that imports cnnlesson.exercises.check may hold only "
-                         f'`check("id", None)` lines, to become answer boxes; got:\n{body}')
+        raise ValueError(
+            "a fence that imports cnnlesson.exercises.check may hold only "
+            f'`check("id", None)` lines, to become answer boxes; got:\n{body}'
+        )
     return [match["id"] for match in calls]
 
 
@@ -70,8 +72,10 @@ def render(markdown: str) -> str:
             return match.group(0)
         calls = ", ".join(f'<code>check("{i}", answer)</code>' for i in ids)
         boxes = "".join(answer_box(i) for i in ids)
-        return (f'<div class="cnn-answers" markdown="0">{boxes}'
-                f'<p class="cnn-answer__python">In Python or the notebook: {calls}</p></div>')
+        return (
+            f'<div class="cnn-answers" markdown="0">{boxes}'
+            f'<p class="cnn-answer__python">In Python or the notebook: {calls}</p></div>'
+        )
 
     return FENCE.sub(replace, markdown)
 

@@ -77,13 +77,17 @@ def real_figures(results_dir: Path) -> dict[str, Path]:
     except (OSError, ValueError) as err:
         raise PluginError(f"figures: cannot read {record_file} ({type(err).__name__}): {RUN_THEM}") from None
     if results.get("quick"):
-        raise PluginError(f"figures: {record_file} comes from `python -m benchmarks --quick`, which trains on a few "
-                          f"hundred digits to check the code, not to show; {RUN_THEM}")
+        raise PluginError(
+            f"figures: {record_file} comes from `python -m benchmarks --quick`, which trains on a few "
+            f"hundred digits to check the code, not to show; {RUN_THEM}"
+        )
     record = results.get(RESULTS_PART)
     if not isinstance(record, dict) or "skipped" in record:
         why = record["skipped"] if isinstance(record, dict) else f"it has no {RESULTS_PART!r} part"
         raise PluginError(f"figures: no real-MNIST figures recorded in {record_file} ({why}); {RUN_THEM}")
-    missing = [name for name in REAL_FIGURES if name not in record.get("figures", []) or not (results_dir / name).is_file()]
+    missing = [
+        name for name in REAL_FIGURES if name not in record.get("figures", []) or not (results_dir / name).is_file()
+    ]
     if missing:
         raise PluginError(f"figures: real-MNIST figures missing from {results_dir}: {', '.join(missing)}; {RUN_THEM}")
     return {name.removeprefix("mnist-"): results_dir / name for name in REAL_FIGURES}
@@ -93,7 +97,11 @@ def real_figures(results_dir: Path) -> dict[str, Path]:
 
 
 def _box(ax, x, y, w, h, text, colour, **kwargs):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", fc=colour, ec="#37474f", lw=1.2, **kwargs))
+    ax.add_patch(
+        FancyBboxPatch(
+            (x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", fc=colour, ec="#37474f", lw=1.2, **kwargs
+        )
+    )
     ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=12)
 
 
@@ -103,7 +111,15 @@ def _arrow(ax, x0, x1, y):
 
 def draw_conv_relu_pool(path: Path) -> None:
     """Input → [Conv → ReLU → Pool] × N → Flatten → FC → Output, as boxes and arrows."""
-    steps = [("Input", "data"), ("Conv", "conv"), ("ReLU", "relu"), ("Pool", "pool"), ("Flatten", "data"), ("FC", "fc"), ("Output", "data")]
+    steps = [
+        ("Input", "data"),
+        ("Conv", "conv"),
+        ("ReLU", "relu"),
+        ("Pool", "pool"),
+        ("Flatten", "data"),
+        ("FC", "fc"),
+        ("Output", "data"),
+    ]
     fig, ax = plt.subplots(figsize=(12, 2.4))
     w, h, gap, y = 1.2, 0.8, 0.55, 0.4
     for k, (text, kind) in enumerate(steps):
@@ -127,10 +143,16 @@ def lenet5_stages() -> list[tuple[str, tuple[int, ...]]]:
     X = torch.zeros(1, *LeNet5.input_shape)
     stages = [("Input", X)]
     with torch.no_grad():
-        for name, layer in [("Conv1 5×5", lambda t: F.relu(net.conv1(t))), ("MaxPool 2×2", net.pool1),
-                            ("Conv2 5×5", lambda t: F.relu(net.conv2(t))), ("MaxPool 2×2", net.pool2),
-                            ("Flatten", lambda t: torch.flatten(t, 1)), ("FC", lambda t: F.relu(net.fc1(t))),
-                            ("FC", lambda t: F.relu(net.fc2(t))), ("FC", net.fc3)]:
+        for name, layer in [
+            ("Conv1 5×5", lambda t: F.relu(net.conv1(t))),
+            ("MaxPool 2×2", net.pool1),
+            ("Conv2 5×5", lambda t: F.relu(net.conv2(t))),
+            ("MaxPool 2×2", net.pool2),
+            ("Flatten", lambda t: torch.flatten(t, 1)),
+            ("FC", lambda t: F.relu(net.fc1(t))),
+            ("FC", lambda t: F.relu(net.fc2(t))),
+            ("FC", net.fc3),
+        ]:
             X = layer(X)
             stages.append((name, X))
     return [(name, tuple(t.shape[1:])) for name, t in stages]
@@ -148,7 +170,11 @@ def draw_lenet5(path: Path) -> None:
             layers = min(c, 6)
             kind = "data" if name == "Input" else "conv" if name.startswith("Conv") else "pool"
             for k in range(layers):
-                ax.add_patch(Rectangle((x + 0.07 * k, centre - side / 2 + 0.07 * k), side, side, fc=COLOURS[kind], ec="#37474f", lw=0.8))
+                ax.add_patch(
+                    Rectangle(
+                        (x + 0.07 * k, centre - side / 2 + 0.07 * k), side, side, fc=COLOURS[kind], ec="#37474f", lw=0.8
+                    )
+                )
             width = side + 0.07 * (layers - 1)
             label = f"{hgt}×{hgt}×{c}"
             top = centre + side / 2 + 0.07 * (layers - 1)

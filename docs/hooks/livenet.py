@@ -30,14 +30,18 @@ def checked_asset(results_dir: Path) -> Path:
         record = json.loads((Path(results_dir) / "results.json").read_text(encoding="utf-8"))["figures"]["livenet"]
         expected = record["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise PluginError(f"livenet: no live-network weights recorded under figures.livenet in "
-                          f"{Path(results_dir) / 'results.json'} ({type(err).__name__}); {RUN_IT}") from None
+        raise PluginError(
+            f"livenet: no live-network weights recorded under figures.livenet in "
+            f"{Path(results_dir) / 'results.json'} ({type(err).__name__}); {RUN_IT}"
+        ) from None
     if not asset.is_file():
         raise PluginError(f"livenet: {asset} is missing; {RUN_IT}")
     found = hashlib.sha256(asset.read_bytes()).hexdigest()
     if found != expected:
-        raise PluginError(f"livenet: {asset} belongs to another run than the figures "
-                          f"(sha256 {found[:12]}, the figures run recorded {expected[:12]}); {RUN_IT}")
+        raise PluginError(
+            f"livenet: {asset} belongs to another run than the figures "
+            f"(sha256 {found[:12]}, the figures run recorded {expected[:12]}); {RUN_IT}"
+        )
     return asset
 
 

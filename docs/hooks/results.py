@@ -25,8 +25,9 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from mkdocs.exceptions import PluginError
 
@@ -104,7 +105,11 @@ def _shape(row: dict) -> str:
 
 def _filters(row: dict) -> str:
     text = f"{row['filters']} of {row['kernel']}×{row['kernel']}"
-    return text + (f", stride {row['stride']}" if row["stride"] != 1 else "") + (f", pad {row['padding']}" if row["padding"] else "")
+    return (
+        text
+        + (f", stride {row['stride']}" if row["stride"] != 1 else "")
+        + (f", pad {row['padding']}" if row["padding"] else "")
+    )
 
 
 def _pm(mean_key: str, std_key: str) -> Callable[[dict], str]:
@@ -118,10 +123,14 @@ def _sweeps(part: dict) -> list[dict]:
 
 def _costs(part: dict) -> list[dict]:
     if part["pytest_exit_code"] != 0:  # a failing suite is not a cost to publish
-        raise PluginError(f"costs: the test suite failed in the measuring run ({part['pytest_summary']}); "
-                          "fix it and re-run `python -m benchmarks`")
-    return [{"what": "mkdocs build --strict", "seconds": part["mkdocs_build_seconds"]},
-            {"what": f"pytest (the whole suite: {part['pytest_summary']})", "seconds": part["pytest_seconds"]}]
+        raise PluginError(
+            f"costs: the test suite failed in the measuring run ({part['pytest_summary']}); "
+            "fix it and re-run `python -m benchmarks`"
+        )
+    return [
+        {"what": "mkdocs build --strict", "seconds": part["mkdocs_build_seconds"]},
+        {"what": f"pytest (the whole suite: {part['pytest_summary']})", "seconds": part["pytest_seconds"]},
+    ]
 
 
 def _machine_value(value) -> str:
@@ -141,8 +150,11 @@ def _named(part: dict) -> list[dict]:
 
 def _runs(part: dict) -> list[dict]:
     """Each device's runs (1, 2, ... processes) as rows; a device the machine lacked is marked absent."""
-    return [{"name": device, ABSENT: True} if run is None else {"name": device, "data": run["data"], **r}
-            for device, run in part.items() for r in ([None] if run is None else run["runs"])]
+    return [
+        {"name": device, ABSENT: True} if run is None else {"name": device, "data": run["data"], **r}
+        for device, run in part.items()
+        for r in ([None] if run is None else run["runs"])
+    ]
 
 
 class Table(NamedTuple):
@@ -161,63 +173,114 @@ class Table(NamedTuple):
     absent: str = "not measured"
 
 
-RATIO = [("NumPy conv2d (ms)", lambda row: _digits(row["numpy_ms"])), ("torch (ms)", lambda row: _digits(row["torch_ms"])),
-         ("NumPy ÷ torch", "{ratio:.2f}×")]
+RATIO = [
+    ("NumPy conv2d (ms)", lambda row: _digits(row["numpy_ms"])),
+    ("torch (ms)", lambda row: _digits(row["torch_ms"])),
+    ("NumPy ÷ torch", "{ratio:.2f}×"),
+]
 
 TABLES: dict[str, Table] = {
-    "machine": Table("machine", [("what", "{name}"), ("value", lambda row: _machine_value(row["value"]))],
-                     rows=lambda part: [{"name": key, "value": value} for key, value in part.items()]),
-    "conv-grid": Table("conv.grid", [("layer", "{layer}"), ("input (N×C×H×W)", _shape), ("filters", _filters), *RATIO,
-                                     ("its matrix product alone ÷ torch", "{product_ratio:.2f}×"),
-                                     ("conv2d ÷ its product (spread)", lambda row: f"{row['over_product']:.2f}× "
-                                      f"({row['over_product_range'][0]:.2f}–{row['over_product_range'][1]:.2f})")]),
-    "conv-threads": Table("conv.by_threads", [("threads, each library", "{threads}"), ("input (N×C×H×W)", _shape), *RATIO]),
-    "conv-loop": Table("conv.loop", [
-        ("image", lambda row: "×".join(map(str, row["image"]))),
-        ("kernel", lambda row: "×".join(map(str, row["kernel"]))),
-        ("lesson's loop conv2d_numpy (ms)", lambda row: _digits(row["loop_ms"])),
-        ("conv2d (ms)", lambda row: _digits(row["conv2d_ms"])),
-        ("torch (ms)", lambda row: _digits(row["torch_ms"])),
-        ("loop ÷ conv2d", "{loop_over_conv2d:,.0f}×"),
-        ("loop ÷ torch", "{loop_over_torch:,.0f}×"),
-    ]),
-    "conv-backward": Table("conv", [
-        ("input (N×C×H×W)", lambda part: _shape(part["backward"])),
-        ("filters", lambda part: _filters(part["backward"])),
-        ("conv2d_backward (ms)", lambda part: _digits(part["backward"]["numpy_ms"])),
-        ("torch autograd (ms)", lambda part: _digits(part["backward"]["torch_ms"])),
-        ("NumPy ÷ torch", lambda part: f"{part['backward']['ratio']:.2f}× (target ≤ {part['targets']['backward']:g}×)"),
-    ], rows=lambda part: [part]),
-    "conv-pooling": Table("conv.pooling", [
-        ("pooling", "{pool}_pool2d"), ("layer", "{layer}"), ("input (N×C×H×W)", _shape),
-        ("window", "{kernel}×{kernel}"),
-        ("NumPy (ms)", lambda row: _digits(row["numpy_ms"])), ("torch (ms)", lambda row: _digits(row["torch_ms"])),
-        ("NumPy ÷ torch", "{ratio:.2f}×"),
-    ]),
+    "machine": Table(
+        "machine",
+        [("what", "{name}"), ("value", lambda row: _machine_value(row["value"]))],
+        rows=lambda part: [{"name": key, "value": value} for key, value in part.items()],
+    ),
+    "conv-grid": Table(
+        "conv.grid",
+        [
+            ("layer", "{layer}"),
+            ("input (N×C×H×W)", _shape),
+            ("filters", _filters),
+            *RATIO,
+            ("its matrix product alone ÷ torch", "{product_ratio:.2f}×"),
+            (
+                "conv2d ÷ its product (spread)",
+                lambda row: (
+                    f"{row['over_product']:.2f}× "
+                    f"({row['over_product_range'][0]:.2f}–{row['over_product_range'][1]:.2f})"
+                ),
+            ),
+        ],
+    ),
+    "conv-threads": Table(
+        "conv.by_threads", [("threads, each library", "{threads}"), ("input (N×C×H×W)", _shape), *RATIO]
+    ),
+    "conv-loop": Table(
+        "conv.loop",
+        [
+            ("image", lambda row: "×".join(map(str, row["image"]))),
+            ("kernel", lambda row: "×".join(map(str, row["kernel"]))),
+            ("lesson's loop conv2d_numpy (ms)", lambda row: _digits(row["loop_ms"])),
+            ("conv2d (ms)", lambda row: _digits(row["conv2d_ms"])),
+            ("torch (ms)", lambda row: _digits(row["torch_ms"])),
+            ("loop ÷ conv2d", "{loop_over_conv2d:,.0f}×"),
+            ("loop ÷ torch", "{loop_over_torch:,.0f}×"),
+        ],
+    ),
+    "conv-backward": Table(
+        "conv",
+        [
+            ("input (N×C×H×W)", lambda part: _shape(part["backward"])),
+            ("filters", lambda part: _filters(part["backward"])),
+            ("conv2d_backward (ms)", lambda part: _digits(part["backward"]["numpy_ms"])),
+            ("torch autograd (ms)", lambda part: _digits(part["backward"]["torch_ms"])),
+            (
+                "NumPy ÷ torch",
+                lambda part: f"{part['backward']['ratio']:.2f}× (target ≤ {part['targets']['backward']:g}×)",
+            ),
+        ],
+        rows=lambda part: [part],
+    ),
+    "conv-pooling": Table(
+        "conv.pooling",
+        [
+            ("pooling", "{pool}_pool2d"),
+            ("layer", "{layer}"),
+            ("input (N×C×H×W)", _shape),
+            ("window", "{kernel}×{kernel}"),
+            ("NumPy (ms)", lambda row: _digits(row["numpy_ms"])),
+            ("torch (ms)", lambda row: _digits(row["torch_ms"])),
+            ("NumPy ÷ torch", "{ratio:.2f}×"),
+        ],
+    ),
     "conv-sweeps": Table("conv", [("input (N×C×H×W), 64 3×3 filters", _shape), *RATIO], rows=_sweeps),
-    "trainer": Table("trainer", [
-        ("device", "{name}"),
-        ("lesson's loop (images/s)", "{lesson_images_per_second:,.0f}"),
-        ("cnnlesson.train (images/s)", "{trainer_images_per_second:,.0f}"),
-        ("speed-up, one epoch", "{ratio:.2f}× (target ≥ {target:g}×)"),
-        ("counting the setup", "{ratio_first_epoch_with_setup:.2f}×"),
-        ("data", "{images_per_epoch:,} {data}, {steps} steps of {batch_size}"),
-    ], rows=_named, absent="not measured (no such device on the machine that ran the benchmarks)"),
-    "accuracy": Table("accuracy.models", [
-        ("model", "{name}"),
-        ("parameters", "{parameters:,}"),
-        ("final test accuracy, mean ± std", _pm("final_test_accuracy", "final_test_accuracy_std")),
-        ("each seed", lambda row: ", ".join(f"{100 * a:.2f} %" for a in row["final_test_accuracy_by_seed"])),
-        ("per epoch, mean (%)", lambda row: " → ".join(f"{100 * a:.2f}" for a in row["test_accuracy"])),
-        ("training time per run", "{train_seconds:.0f} s"),
-    ], rows=_named),
-    "distributed": Table("distributed", [
-        ("device", "{name}"),
-        ("processes", "{processes}"),
-        ("threads each", lambda row: str(row["threads_per_process"]) if row["name"] == "cpu" else ""),
-        ("images/s (all processes)", "{images_per_second:,.0f}"),
-        ("data", "{data}"),
-    ], rows=_runs, absent="not measured (no such device on the machine that ran the benchmarks)"),
+    "trainer": Table(
+        "trainer",
+        [
+            ("device", "{name}"),
+            ("lesson's loop (images/s)", "{lesson_images_per_second:,.0f}"),
+            ("cnnlesson.train (images/s)", "{trainer_images_per_second:,.0f}"),
+            ("speed-up, one epoch", "{ratio:.2f}× (target ≥ {target:g}×)"),
+            ("counting the setup", "{ratio_first_epoch_with_setup:.2f}×"),
+            ("data", "{images_per_epoch:,} {data}, {steps} steps of {batch_size}"),
+        ],
+        rows=_named,
+        absent="not measured (no such device on the machine that ran the benchmarks)",
+    ),
+    "accuracy": Table(
+        "accuracy.models",
+        [
+            ("model", "{name}"),
+            ("parameters", "{parameters:,}"),
+            ("final test accuracy, mean ± std", _pm("final_test_accuracy", "final_test_accuracy_std")),
+            ("each seed", lambda row: ", ".join(f"{100 * a:.2f} %" for a in row["final_test_accuracy_by_seed"])),
+            ("per epoch, mean (%)", lambda row: " → ".join(f"{100 * a:.2f}" for a in row["test_accuracy"])),
+            ("training time per run", "{train_seconds:.0f} s"),
+        ],
+        rows=_named,
+    ),
+    "distributed": Table(
+        "distributed",
+        [
+            ("device", "{name}"),
+            ("processes", "{processes}"),
+            ("threads each", lambda row: str(row["threads_per_process"]) if row["name"] == "cpu" else ""),
+            ("images/s (all processes)", "{images_per_second:,.0f}"),
+            ("data", "{data}"),
+        ],
+        rows=_runs,
+        absent="not measured (no such device on the machine that ran the benchmarks)",
+    ),
     "costs": Table("costs", [("what", "{what}"), ("time", "{seconds:.0f} s")], rows=_costs),
 }
 
@@ -237,12 +300,15 @@ def table(results: dict, name: str) -> str:
     try:
         rows = spec.rows(lookup(results, spec.source))
     except KeyError as err:
-        raise PluginError(f"results-table:{name}: docs/results/results.json has no {err.args[0]!r}; "
-                          "re-run `python -m benchmarks`") from None
+        raise PluginError(
+            f"results-table:{name}: docs/results/results.json has no {err.args[0]!r}; re-run `python -m benchmarks`"
+        ) from None
     except (AttributeError, TypeError) as err:  # the part is there, but not in the shape TABLES expects
-        raise PluginError(f"results-table:{name}: {spec.source} in docs/results/results.json does not fit the table "
-                          f"({type(err).__name__}: {err}); re-run `python -m benchmarks` or fix TABLES in "
-                          "docs/hooks/results.py") from None
+        raise PluginError(
+            f"results-table:{name}: {spec.source} in docs/results/results.json does not fit the table "
+            f"({type(err).__name__}: {err}); re-run `python -m benchmarks` or fix TABLES in "
+            "docs/hooks/results.py"
+        ) from None
     lines = ["| " + " | ".join(header for header, _ in spec.columns) + " |", "|" + " --- |" * len(spec.columns)]
     for i, row in enumerate(rows):
         if row.get(ABSENT):
@@ -251,9 +317,11 @@ def table(results: dict, name: str) -> str:
         try:
             lines.append("| " + " | ".join(_cell(cell, row) for _, cell in spec.columns) + " |")
         except (KeyError, TypeError, ValueError) as err:
-            raise PluginError(f"results-table:{name}: row {i} of {spec.source} in docs/results/results.json "
-                              f"does not fit the table ({type(err).__name__}: {err}); "
-                              "re-run `python -m benchmarks` or fix TABLES in docs/hooks/results.py") from None
+            raise PluginError(
+                f"results-table:{name}: row {i} of {spec.source} in docs/results/results.json "
+                f"does not fit the table ({type(err).__name__}: {err}); "
+                "re-run `python -m benchmarks` or fix TABLES in docs/hooks/results.py"
+            ) from None
     return "\n".join(lines)
 
 
@@ -281,8 +349,9 @@ def render(markdown: str, results: dict, where: str = "page", tooltips: bool = T
         try:
             text = FORMATS[fmt](value)
         except (TypeError, ValueError) as err:
-            raise PluginError(f"{where}: {match.group(0)}: the value {value!r} does not take the format "
-                              f"{fmt!r} ({err})") from None
+            raise PluginError(
+                f"{where}: {match.group(0)}: the value {value!r} does not take the format {fmt!r} ({err})"
+            ) from None
         if not tooltips or dotted.split(".")[0] in RUN_KEYS:
             return text
         return f'<span class="cnn-measured" title="{title}">{text}</span>'
