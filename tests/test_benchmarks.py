@@ -202,8 +202,12 @@ def test_results_tables_report_what_does_not_fit(docs_hook):
         "torch_ms": 1.0,
         "ratio": 2.0,
         "product_ratio": 0.5,
+        "over_product": 1.25,
+        "over_product_range": [1.1, 1.4],
     }
-    assert "| l | 1×1×4×4 | 1 of 3×3 | 2 | 1 | 2.00× | 0.50× |" in hook.table({"conv": {"grid": [row]}}, "conv-grid")
+    assert "| l | 1×1×4×4 | 1 of 3×3 | 2 | 1 | 2.00× | 0.50× | 1.25× (1.10–1.40) |" in hook.table(
+        {"conv": {"grid": [row]}}, "conv-grid"
+    )
     broken = {key: value for key, value in row.items() if key != "torch_ms"}
     with pytest.raises(Exception, match=r"conv-grid: row 0 of conv.grid .*KeyError: 'torch_ms'"):
         hook.table({"conv": {"grid": [row, broken][1:]}}, "conv-grid")

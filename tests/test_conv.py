@@ -457,7 +457,8 @@ LESSON_OUTPUT = [[7, 9, 11], [5, 7, 9]]
 
 
 def test_page_first_example_is_the_lessons_3x4_input():
-    first = page_blocks("convolution.md")[0]
+    # The page opens with a dense layer beside a convolution; the lesson's example is the first block that defines `image`.
+    first = next(block for block in page_blocks("convolution.md") if "image = np.array" in block.code)
     namespace = {"__name__": "__main__"}
     exec(compile(first.code, f"<convolution.md:{first.lineno}>", "exec"), namespace)
     np.testing.assert_array_equal(namespace["image"], LESSON_INPUT)
