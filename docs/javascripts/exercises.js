@@ -82,12 +82,5 @@
     });
   }
 
-  // mkdocs-material's instant navigation swaps pages without reloading scripts.
-  if (window.document$ && typeof window.document$.subscribe === "function") {
-    window.document$.subscribe(() => init());
-  } else if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", init);
-  } else {
-    init();
-  }
+  window.cnnOnEveryPage(init);
 })();

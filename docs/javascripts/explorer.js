@@ -578,13 +578,5 @@
     });
   }
 
-  // mkdocs-material's instant navigation swaps pages without reloading this
-  // script; its document$ observable emits after every page change.
-  if (window.document$ && typeof window.document$.subscribe === "function") {
-    window.document$.subscribe(() => init());
-  } else if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", init);
-  } else {
-    init();
-  }
+  window.cnnOnEveryPage(init);
 })();

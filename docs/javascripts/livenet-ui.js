@@ -445,12 +445,5 @@
     });
   }
 
-  // Material's instant navigation swaps pages without reloading scripts; document$ emits on each.
-  if (window.document$ && typeof window.document$.subscribe === "function") {
-    window.document$.subscribe(() => init());
-  } else if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", init);
-  } else {
-    init();
-  }
+  window.cnnOnEveryPage(init);
 })();
