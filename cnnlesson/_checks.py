@@ -33,4 +33,7 @@ def check_folder(name: str, value: object) -> Path:
     """Return `value` as a Path, or raise naming `name`: a str or os.PathLike is expected."""
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{name}: expected a folder path (str or os.PathLike), got {type(value).__name__}")
-    return Path(value)
+    path = Path(value)
+    if "\x00" in str(path):  # the OS would only say "embedded null byte", naming no path
+        raise ValueError(f"{name}: {str(path)!r} holds a NUL byte, which no path can hold")
+    return path
