@@ -21,10 +21,15 @@ Site (for browser tests; see tests/test_explorer.py and tests/test_site.py):
   thread; the base URL, ending in ``/``.
 - ``site_pages``: every page of ``built_site``, relative to the site root
   (``""`` for the home page, ``"convolution/"``, ...).
+- ``crawl``: every page of ``built_site`` loaded once, with what the browser
+  reported, tests/js/page_report.js's report and axe-core's violations in the
+  light palette and, after the reader's palette toggle, in the dark one.
 - ``watch_browser(page, problems)``: appends console errors, page errors,
   failed requests and HTTP errors of ``page`` to ``problems``.
 - ``clean_page``: pytest-playwright's ``page``, failing the test at teardown
   if the browser reported any such problem.
+- ``axe_script``: axe-core's script (npm's ``axe-core``, pinned in package-lock.json),
+  to evaluate in a page before ``axe.run``.
 - ``browser_type_launch_args``: points pytest-playwright at Debian's Chromium
   (``CNNLESSON_CHROMIUM`` picks another); Playwright's download is not used.
 
@@ -34,6 +39,7 @@ skipped when Chromium is missing, except in CI (``CI=true``), where that fails.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -41,6 +47,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 import pytest
@@ -126,6 +133,16 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> str:
+    """axe-core's script, as npm installed it; evaluate it in a page, then call axe.run."""
+    assert AXE.is_file(), f"{AXE} is missing: run `npm ci` (package-lock.json pins axe-core)"
+    return AXE.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
@@ -386,6 +403,75 @@ def _watch(page, problems) -> None:
 def watch_browser():
     """A function: watch_browser(page, problems) appends the page's errors to problems (anything with .append)."""
     return _watch
+
+
+# The print page (mkdocs-print-site-plugin) is the lesson pages again, one
+# after another, in the same CSS: their colours are audited on the pages
+# themselves, and the contrast rule would add ~10 s a palette.
+AXE_SKIPPED = {page: {"color-contrast": {"enabled": False}} for page in ("print_page/", "print_page.html")}
+# axe's violations, each with where it was found and why.
+AXE_RUN = """async rules => (await axe.run(document, {resultTypes: ['violations'], rules})).violations.map(v => ({
+  id: v.id, impact: v.impact, help: v.help,
+  nodes: v.nodes.map(n => n.target.join(' ') + ': ' + (n.failureSummary || '').split('\\n').slice(1, 2).join('').trim()),
+}))"""
+PALETTES = {"light": "default", "dark": "slate"}  # the reader's palette -> Material's scheme
+PHONE = {"width": 390, "height": 844}  # an iPhone 12-14's viewport, in CSS pixels
+
+
+class Crawl(NamedTuple):
+    """What one visit of every page found, each a {page path: ...} dict."""
+
+    reports: dict[str, dict]  # tests/js/page_report.js, once the math is typeset
+    problems: dict[str, list[str]]  # console errors, failed requests and HTTP errors (watch_browser)
+    violations: dict[str, dict[str, list[dict]]]  # axe-core's, by palette: {"light": [...], "dark": [...]}
+
+
+@pytest.fixture(scope="session")
+def crawl(browser, site_url, site_pages, axe_script) -> Crawl:
+    """Visits every page once (a full load): reports on it, then runs axe-core in both palettes.
+
+    Each page opens in the light palette, as for a reader whose system is
+    light; the dark palette is then the reader's own toggle (Material does not
+    follow a change of the system's palette on an open page).
+    """
+    from explorer_page import script
+
+    context = browser.new_context(color_scheme="light")
+    page = context.new_page()
+    found = Crawl({}, {path: [] for path in site_pages}, {})
+    current = [site_pages[0]]  # the page being visited, for the listeners
+    _watch(page, _PageProblems(found.problems, current))
+    try:
+        for path in site_pages:
+            current[0] = path
+            page.goto(site_url + path, wait_until="load")
+            if page.locator(".arithmatex").count():
+                # Give the math renderer time to typeset; math left raw is reported by test_math_is_rendered.
+                with contextlib.suppress(Exception):
+                    page.wait_for_function(script("math_typeset"), timeout=15000)
+            found.reports[path] = page.evaluate(script("page_report"))
+            page.evaluate(axe_script)
+            found.violations[path] = {}
+            for palette, scheme in PALETTES.items():
+                if page.evaluate("document.body.dataset.mdColorScheme") != scheme:
+                    page.locator('[data-md-component="palette"] label:visible').first.click()
+                    page.wait_for_function(f"document.body.dataset.mdColorScheme === {scheme!r}")
+                found.violations[path][palette] = page.evaluate(AXE_RUN, AXE_SKIPPED.get(path, {}))
+            page.evaluate("localStorage.clear()")  # the next page opens in the light palette again
+        page.wait_for_timeout(100)  # late console errors of the last page
+    finally:
+        context.close()
+    return found
+
+
+class _PageProblems:
+    """A list-like target for watch_browser that files problems under the current page."""
+
+    def __init__(self, problems: dict[str, list[str]], current: list[str]):
+        self.problems, self.current = problems, current
+
+    def append(self, problem: str) -> None:
+        self.problems[self.current[0]].append(problem)
 
 
 @pytest.fixture

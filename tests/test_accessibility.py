@@ -1,6 +1,6 @@
 """Accessibility of the built site: axe-core on every page in both palettes, images, figures, a phone.
 
-axe-core (the copy bundled with the ``axe-playwright-python`` package) runs in
+axe-core (npm's, pinned in package-lock.json: ``axe_script`` in conftest.py) runs in
 Debian's Chromium on every page, once with the light palette and once with the
 dark one; any violation of impact serious or critical fails, and so does any
 moderate or minor one not listed in ``ACCEPTED`` with its reason. The phone
@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from conftest import AXE_RUN, PALETTES, PHONE
 from matplotlib.text import Text
 
 from cnnlesson import viz
@@ -31,8 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # every rule axe-core reported on this site has been fixed.
 ACCEPTED: dict[str, str] = {}
 
-PALETTES = {"light": "default", "dark": "slate"}  # Playwright's color_scheme -> Material's scheme
-PHONE = {"width": 390, "height": 844}
 
 # Material's content column on a 1280 px wide desktop window (both sidebars
 # shown), measured in Chromium: figures wider than this are scaled down to it.
@@ -41,54 +40,43 @@ CONTENT_PX = 688
 READABLE_PX = 9.0
 
 
-def _axe_script() -> str:
-    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
-    return axe.Axe().axe_script
-
-
 # ---- axe-core ------------------------------------------------------------------------------
-
-# Starts axe in the page and returns at once; _AXE_RESULT waits for it. Two
-# pages (the two palettes) thus run axe at the same time, in two renderers.
-_AXE_START = "rules => { window.__axe = axe.run(document, {resultTypes: ['violations'], rules}); }"
-
-# The print page (mkdocs-print-site-plugin) is the lesson pages again, one
-# after another, in the same CSS: their colours are audited on the pages
-# themselves, and the contrast rule would double the audit's time (~15 s a palette).
-SKIP_RULES = {page: {"color-contrast": {"enabled": False}} for page in ("print_page/", "print_page.html")}
-_AXE_RESULT = """async () => (await window.__axe).violations.map(v => ({
-  id: v.id, impact: v.impact, help: v.help,
-  nodes: v.nodes.map(n => n.target.join(' ') + ': ' + (n.failureSummary || '').split('\\n').slice(1, 2).join('').trim()),
-}))"""
 
 
 @pytest.mark.browser
-def test_axe_every_page_both_palettes(browser, site_url, site_pages):
-    script = _axe_script()
-    pages = {}
-    for scheme in PALETTES:
-        context = browser.new_context(color_scheme=scheme)
-        pages[scheme] = context.new_page()
+def test_axe_every_page_both_palettes(crawl, site_pages):
+    """axe-core's violations on every page (tests/conftest.py's crawl), in the light palette and the dark."""
     failures = []
-    try:
-        for path in site_pages:
-            for scheme, page in pages.items():
-                page.goto(site_url + path, wait_until="load")
-                # The palette really is the one asked for (Material follows prefers-color-scheme).
-                assert page.evaluate("document.body.dataset.mdColorScheme") == PALETTES[scheme], path
-                page.evaluate(script)
-                page.evaluate(_AXE_START, SKIP_RULES.get(path, {}))
-            for scheme, page in pages.items():
-                for v in page.evaluate(_AXE_RESULT):
-                    if v["impact"] in ("serious", "critical") or v["id"] not in ACCEPTED:
-                        failures.append(
-                            f"/{path} [{scheme}] {v['id']} ({v['impact']}, {len(v['nodes'])}x): "
-                            f"{v['help']}\n    " + "\n    ".join(v["nodes"][:5])
-                        )
-    finally:
-        for page in pages.values():
-            page.context.close()
+    for path in site_pages:
+        assert set(crawl.violations[path]) == set(PALETTES), path
+        for palette, violations in crawl.violations[path].items():
+            for v in violations:
+                if v["impact"] in ("serious", "critical") or v["id"] not in ACCEPTED:
+                    failures.append(
+                        f"/{path} [{palette}] {v['id']} ({v['impact']}, {len(v['nodes'])}x): "
+                        f"{v['help']}\n    " + "\n    ".join(v["nodes"][:5])
+                    )
     assert not failures, f"{len(failures)} axe-core violations:\n" + "\n".join(failures)
+
+
+@pytest.mark.browser
+def test_the_palette_follows_the_system(browser, site_url):
+    """A reader whose system is dark gets the dark palette on arrival (the crawl toggles it by hand)."""
+    context = browser.new_context(color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(site_url + "summary/", wait_until="domcontentloaded")
+        assert page.evaluate("document.body.dataset.mdColorScheme") == PALETTES["dark"]
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_axe_reports_what_it_finds(page, axe_script):
+    """The crawl's axe run sees a planted violation (an empty result means a clean page, not a silent axe)."""
+    page.set_content('<html lang="en"><title>t</title><main><img src="data:,"></main></html>')
+    page.evaluate(axe_script)
+    assert "image-alt" in {v["id"] for v in page.evaluate(AXE_RUN, {})}
 
 
 # ---- images ----------------------------------------------------------------------------------

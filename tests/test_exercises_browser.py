@@ -14,20 +14,17 @@ palette, and the boxes fit a 390 px phone.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
+from conftest import PALETTES, PHONE
+from explorer_page import MATHJAX
 from playwright.sync_api import expect
 from test_exercises import BOX, as_text, wrong_answer
 
 from cnnlesson.exercises import CORRECT, key, verdict
 
 pytestmark = pytest.mark.browser
-
-PALETTES = {"light": "default", "dark": "slate"}
-PHONE = {"width": 390, "height": 844}
-MATHJAX = re.compile(r"/mathjax/.*\.js$|/tex-(mml-)?(chtml|svg)(-full)?\.js$", re.IGNORECASE)
 
 
 @pytest.fixture(scope="session")
@@ -132,14 +129,8 @@ def test_keyboard_only_and_announced(open_page, box_pages):
     assert field.get_attribute("aria-invalid") == "true"
 
 
-def _axe_script() -> str:
-    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
-    return axe.Axe().axe_script
-
-
-def test_axe_finds_nothing_on_answered_boxes_in_both_palettes(browser, offline_site, box_pages):
+def test_axe_finds_nothing_on_answered_boxes_in_both_palettes(browser, offline_site, box_pages, axe_script):
     """axe-core on every page with answer boxes, each verdict showing, and on its explorers with their Python open."""
-    script = _axe_script()
     failures = []
     for scheme, material in PALETTES.items():
         context = browser.new_context(color_scheme=scheme)
@@ -162,7 +153,7 @@ def test_axe_finds_nothing_on_answered_boxes_in_both_palettes(browser, offline_s
                 # The explorer's Copy as Python, open, is audited with the boxes.
                 for copy in page.locator('[data-testid="copy-python"]').all():
                     copy.click()
-                page.evaluate(script)
+                page.evaluate(axe_script)
                 result = page.evaluate("""async () => (await axe.run({include: [['.cnn-answers'], ['.cnn-explorer']]},
                     {resultTypes: ['violations']})).violations.map(v => v.id + ': ' + v.help + ' ' +
                     v.nodes.map(n => n.target.join(' ')).join(', '))""")

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import PHONE
 from explorer_page import MATHJAX
 
 from benchmarks import livenet
@@ -366,13 +367,12 @@ def test_keyboard_only(live):
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_axe_finds_nothing_in_the_widget(browser, site_url, scheme):
-    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
+def test_axe_finds_nothing_in_the_widget(browser, site_url, scheme, axe_script):
     context = browser.new_context(color_scheme=scheme)
     try:
         page = _open(context.new_page(), site_url + "feature-maps/")
         api(page, "select", "conv1", 3, 12, 12)  # the arithmetic tables shown too
-        page.evaluate(axe.Axe().axe_script)
+        page.evaluate(axe_script)
         violations = page.evaluate(
             "async () => (await axe.run('.livenet', {resultTypes: ['violations']}))"
             ".violations.map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
@@ -383,11 +383,11 @@ def test_axe_finds_nothing_in_the_widget(browser, site_url, scheme):
 
 
 def test_phone_no_sideways_scroll_and_touch_draws(browser, site_url):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
     try:
         page = _open(context.new_page(), site_url + "feature-maps/")
         widths = page.evaluate("[document.documentElement.scrollWidth, document.querySelector('.livenet').scrollWidth]")
-        assert max(widths) <= 390, widths
+        assert max(widths) <= PHONE["width"], widths
         assert page.locator('[data-testid="pad"]').evaluate("el => getComputedStyle(el).touchAction") == "none"
         page.locator('[data-testid="clear"]').tap()
         assert api(page, "state")["empty"]

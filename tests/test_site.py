@@ -8,52 +8,18 @@ reports on a page is tests/js/page_report.js.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
 import pytest
-from explorer_page import script
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def crawl(browser, site_url, site_pages, watch_browser):
-    """Visits every page once (full loads); returns ({path: report}, {path: problems})."""
-    context = browser.new_context()
-    page = context.new_page()
-    reports: dict[str, dict] = {}
-    problems: dict[str, list[str]] = {path: [] for path in site_pages}
-    current = [site_pages[0]]  # the page being visited, for the listeners
-    watch_browser(page, _Sink(problems, current))
-    for path in site_pages:
-        current[0] = path
-        page.goto(site_url + path, wait_until="load")
-        if page.locator(".arithmatex").count():
-            # Give the math renderer time to typeset; math left raw is reported by test_math_is_rendered.
-            with contextlib.suppress(Exception):
-                page.wait_for_function(script("math_typeset"), timeout=15000)
-        reports[path] = page.evaluate(script("page_report"))
-    page.wait_for_timeout(100)  # late console errors of the last page
-    context.close()
-    return reports, problems
-
-
-class _Sink:
-    """A list-like target for watch_browser that files problems under the current page."""
-
-    def __init__(self, problems: dict[str, list[str]], current: list[str]):
-        self.problems, self.current = problems, current
-
-    def append(self, problem: str) -> None:
-        self.problems[self.current[0]].append(problem)
-
-
 def test_every_page_loads_cleanly(crawl, site_pages):
-    _, problems = crawl
+    problems = crawl.problems
     bad = {path or "/": seen for path, seen in problems.items() if seen}
     assert not bad, "pages with console errors or failed requests:\n" + json.dumps(bad, indent=1)
     # The crawl covered every page written in docs/ (a page missing from the build fails here).
@@ -67,7 +33,7 @@ def test_every_page_loads_cleanly(crawl, site_pages):
 
 
 def test_math_is_rendered(crawl):
-    reports, _ = crawl
+    reports = crawl.reports
     assert sum(r["math"] for r in reports.values()) > 0, "no math found on any page"
     bad = {
         path or "/": {"unrendered": r["unrendered"], "raw": r["raw"][:5]}
@@ -78,14 +44,14 @@ def test_math_is_rendered(crawl):
 
 
 def test_every_image_loads(crawl):
-    reports, _ = crawl
+    reports = crawl.reports
     broken = {path or "/": [src for src, width in r["images"] if not width] for path, r in reports.items()}
     broken = {path: srcs for path, srcs in broken.items() if srcs}
     assert not broken, "images that did not load:\n" + json.dumps(broken, indent=1)
 
 
 def test_notebook_download_link(crawl, page, site_url):
-    reports, _ = crawl
+    reports = crawl.reports
     # The site's own copies (the "Open in Colab" links point outside it).
     links = sorted({link for r in reports.values() for link in r["notebooks"] if link.startswith(site_url)})
     assert links, "no page links to a .ipynb notebook"
