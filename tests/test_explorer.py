@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -421,20 +422,26 @@ def printed_grid(stdout: str, shape: tuple[int, int]) -> np.ndarray:
     return np.array(values).reshape(shape)
 
 
-@pytest.mark.parametrize(("mode", "settings"), COPY_STATES)
-def test_copy_as_python_prints_the_grid_the_page_shows(explorer, tmp_path, mode, settings):
-    ex = explorer(mode)
-    ex.set(**settings)
-    shown = ex.grid("output")
-    ex.tid("copy-python").click()
-    code = ex.tid("python").inner_text()
-    ex.root.locator('[data-testid="copy-status"]:not(:empty)').wait_for()  # copied, or: select the code shown
-    out = printed_grid(run_snippet(code, tmp_path), shown.shape)
-    np.testing.assert_allclose(out, shown, rtol=1e-7, atol=1e-7, err_msg=code)
-    # The code shown follows the settings while it is open.
-    padding = 0 if settings.get("padding") else 1
-    ex.set(padding=padding)
-    assert ex.tid("python").inner_text() != code and f"padding={padding}" in ex.tid("python").inner_text()
+def test_copy_as_python_prints_the_grid_the_page_shows(explorer, tmp_path):
+    """Each of COPY_STATES: the copied code, run in a fresh Python, prints the grid the page shows."""
+    copied = []  # (code, the grid shown)
+    for mode, settings in COPY_STATES:
+        ex = explorer(mode)
+        ex.set(**settings)
+        shown = ex.grid("output")
+        ex.tid("copy-python").click()
+        code = ex.tid("python").inner_text()
+        ex.root.locator('[data-testid="copy-status"]:not(:empty)').wait_for()  # copied, or: select the code shown
+        copied.append((code, shown))
+        # The code shown follows the settings while it is open.
+        padding = 0 if settings.get("padding") else 1
+        ex.set(padding=padding)
+        assert ex.tid("python").inner_text() != code and f"padding={padding}" in ex.tid("python").inner_text()
+    # Each snippet in a Python of its own, two at a time: most of each run is importing torch.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        printed = list(pool.map(lambda pair: run_snippet(pair[0], tmp_path), copied))
+    for (code, shown), stdout in zip(copied, printed):
+        np.testing.assert_allclose(printed_grid(stdout, shown.shape), shown, rtol=1e-7, atol=1e-7, err_msg=code)
 
 
 def test_copy_as_python_reaches_the_clipboard(explorer):
