@@ -95,12 +95,17 @@ def visualize_feature_maps(model: nn.Module, image: torch.Tensor, path: str | os
         if i < x.shape[1]:
             shown = ax.imshow(x[0, i].numpy(), cmap="viridis", vmin=0.0, vmax=top)
         ax.axis("off")
+    # Large type: the page shrinks this 12-inch figure to its text column.
+    return _finish_with_colour_bar(fig, axes, shown, "response after ReLU", fontsize=16, fraction=0.02, path=path)
+
+
+def _finish_with_colour_bar(fig, axes, shown, label: str, fontsize: int, fraction: float, path) -> Figure:
+    """Lay out the grid of images, then add one colour bar beside it for the scale they share."""
     fig.tight_layout()
     if shown is not None:
-        # Large type: the page shrinks this 12-inch figure to its text column.
-        bar = fig.colorbar(shown, ax=axes, fraction=0.02, pad=0.02)
-        bar.set_label("response after ReLU", fontsize=16)
-        bar.ax.tick_params(labelsize=15)
+        bar = fig.colorbar(shown, ax=axes, fraction=fraction, pad=0.02)
+        bar.set_label(label, fontsize=fontsize)
+        bar.ax.tick_params(labelsize=fontsize - 1)
     return _finish(fig, path, layout=False)
 
 
@@ -150,12 +155,7 @@ def plot_filters(
                 _frame(ax, "0.8", 0.5)
         else:
             ax.axis("off")
-    fig.tight_layout()
-    if shown is not None:
-        bar = fig.colorbar(shown, ax=axes, fraction=0.03, pad=0.02)
-        bar.set_label("weight", fontsize=13)
-        bar.ax.tick_params(labelsize=12)
-    return _finish(fig, path, layout=False)
+    return _finish_with_colour_bar(fig, axes, shown, "weight", fontsize=13, fraction=0.03, path=path)
 
 
 def plot_history(history: Sequence[Mapping], path: str | os.PathLike | None = None) -> Figure:
