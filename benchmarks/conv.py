@@ -144,6 +144,18 @@ class _Timer:
         return row
 
 
+def _describe(layer: Layer) -> dict:
+    """A grid row's layer, as the results table names it."""
+    return {
+        "layer": layer.name,
+        "shape": list(layer.shape),
+        "filters": layer.filters,
+        "kernel": layer.kernel,
+        "stride": layer.stride,
+        "padding": layer.padding,
+    }
+
+
 def _inputs(layer: Layer, rng: np.random.Generator):
     x = rng.standard_normal(layer.shape, dtype=np.float32)
     w = rng.standard_normal((layer.filters, layer.shape[1], layer.kernel, layer.kernel), dtype=np.float32)
@@ -171,15 +183,7 @@ def _forward(layer: Layer, timer: _Timer, rng: np.random.Generator, product: boo
     times = timer.pair(
         lambda: conv2d(x, w, b, stride=s, padding=p), lambda: F.conv2d(xt, wt, bt, stride=s, padding=p), matmul
     )
-    row = {
-        "layer": layer.name,
-        "shape": list(layer.shape),
-        "filters": layer.filters,
-        "kernel": layer.kernel,
-        "stride": s,
-        "padding": p,
-        **times,
-    }
+    row = {**_describe(layer), **times}
     if product:
         row["product_ratio"] = round(row["product_ms"] / row["torch_ms"], 3)
         # im2col's runs hold a few columns no output needs (see cnnlesson.conv); the product computes them.
@@ -225,12 +229,7 @@ def _backward(layer: Layer, timer: _Timer, rng: np.random.Generator) -> dict:
     t = timer.ms(lambda: torch.autograd.grad(out, (xt, wt, bt), gt, retain_graph=True))
     n = timer.ms(lambda: conv2d_backward(grad, x, w, stride=s, padding=p))
     return {
-        "layer": layer.name,
-        "shape": list(layer.shape),
-        "filters": layer.filters,
-        "kernel": layer.kernel,
-        "stride": s,
-        "padding": p,
+        **_describe(layer),
         "numpy_ms": _ms(n["median_ms"]),
         "torch_ms": _ms(t["median_ms"]),
         "ratio": round(n["median_ms"] / t["median_ms"], 3),

@@ -12,6 +12,10 @@ Site (for browser tests; see tests/test_explorer.py and tests/test_site.py):
   another config); for tests that need a build of their own.
 - ``built_site``: the site, built once per session into a temporary folder,
   with ``site_url`` set to the local server below.
+- ``offline_reader``: pytest-playwright's ``page``, allowed only file://
+  requests (for the offline copy); any browser problem fails the test.
+- ``build_with_hook(folder, hook, results, files)``: a one-page site built with
+  one hook of docs/hooks/, for the hooks' own refusals.
 - ``offline_site``: the offline copy (``CNNLESSON_OFFLINE=true``), built once per session.
 - ``early`` and the ``run_early`` mark: both builds above, and the commands that
   tests mark with ``run_early`` (mypy, the wheel's build), start in child
@@ -42,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -481,6 +486,49 @@ def clean_page(page):
     _watch(page, problems)
     yield page
     assert not problems, "browser problems:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def offline_reader(page, watch_browser):
+    """A browser tab allowed only file:// requests; fails the test on any browser problem."""
+    problems: list[str] = []
+    watch_browser(page, problems)
+
+    def only_files(route):
+        problems.append(f"asked the network for {route.request.url}")
+        route.abort()
+
+    page.route("http://**/*", only_files)
+    page.route("https://**/*", only_files)
+    yield page
+    page.wait_for_timeout(100)  # late console errors
+    assert not problems, "browser problems:\n" + "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def build_with_hook():
+    """A function: build_with_hook(folder, hook, results, files={}) -> (finished process, site folder).
+
+    It runs `mkdocs build --strict` in `folder` on one page, with docs/hooks/<hook>.py as
+    the only hook, `results` as docs/results/results.json and `files` ({path under docs/:
+    text}) beside them.
+    """
+
+    def build(folder: Path, hook: str, results: dict, files: dict[str, str] | None = None):
+        docs, site = folder / "docs", folder / "site"
+        (docs / "results").mkdir(parents=True)
+        (docs / "index.md").write_text("# Home\n")
+        (docs / "results" / "results.json").write_text(json.dumps(results))
+        for name, text in (files or {}).items():
+            (docs / name).write_text(text)
+        config = folder / "mkdocs.yml"
+        config.write_text(
+            f"site_name: test\ndocs_dir: docs\nsite_dir: {site}\nhooks:\n  - {ROOT / 'docs' / 'hooks' / hook}.py\n"
+        )
+        command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)]
+        return subprocess.run(command, capture_output=True, text=True, cwd=folder, timeout=300), site
+
+    return build
 
 
 @pytest.fixture(scope="session")

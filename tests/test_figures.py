@@ -1,8 +1,6 @@
 """The pages' MNIST figures: made from real digits by benchmarks/figures.py, recorded, and required by the build."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,25 +58,10 @@ def test_hook_refuses_a_build_without_the_real_figures(docs_hook, tmp_path, case
     assert sorted(hook.real_figures(tmp_path)) == sorted(n.removeprefix("mnist-") for n in figures.FIGURES)
 
 
-def test_mkdocs_build_strict_fails_with_one_clear_line_without_the_figures(tmp_path):
-    docs = tmp_path / "docs"
-    (docs / "results").mkdir(parents=True)
-    (docs / "index.md").write_text("# Home\n")
+def test_mkdocs_build_strict_fails_with_one_clear_line_without_the_figures(tmp_path, build_with_hook):
     record = json.loads((RESULTS / "results.json").read_text())
     del record["figures"]
-    (docs / "results" / "results.json").write_text(json.dumps(record))
-    config = tmp_path / "mkdocs.yml"
-    config.write_text(
-        f"site_name: test\ndocs_dir: docs\nsite_dir: {tmp_path / 'site'}\n"
-        f"hooks:\n  - {REPO / 'docs' / 'hooks' / 'figures.py'}\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    done, _ = build_with_hook(tmp_path, "figures", record)
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr

@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,41 +121,25 @@ def test_hook_stops_the_build_with_one_line(tmp_path, docs_hook, case, message):
     assert "python -m benchmarks" in str(err.value)
 
 
-def _tiny_site(tmp_path: Path, asset_text: str | None, recorded_sha: str) -> tuple[subprocess.CompletedProcess, Path]:
-    docs = tmp_path / "docs"
-    (docs / "results").mkdir(parents=True)
-    (docs / "index.md").write_text("# Home\n")
-    (docs / "results" / "results.json").write_text(json.dumps({"figures": {"livenet": {"sha256": recorded_sha}}}))
-    if asset_text is not None:
-        (docs / "results" / livenet.ASSET).write_text(asset_text)
-    config = tmp_path / "mkdocs.yml"
-    site = tmp_path / "site"
-    config.write_text(
-        f"site_name: test\ndocs_dir: docs\nsite_dir: {site}\nhooks:\n  - {ROOT / 'docs' / 'hooks' / 'livenet.py'}\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    return done, site
+def _tiny_site(build_with_hook, tmp_path: Path, asset_text: str | None, recorded_sha: str):
+    files = {f"results/{livenet.ASSET}": asset_text} if asset_text is not None else {}
+    return build_with_hook(tmp_path, "livenet", {"figures": {"livenet": {"sha256": recorded_sha}}}, files)
 
 
 @pytest.mark.parametrize("case", ["missing", "other-run"])
-def test_mkdocs_build_strict_stops_with_one_line(tmp_path, case):
-    done, _ = _tiny_site(tmp_path, None if case == "missing" else "window.LIVENET_ASSET = {};\n", "0" * 64)
+def test_mkdocs_build_strict_stops_with_one_line(tmp_path, case, build_with_hook):
+    done, _ = _tiny_site(
+        build_with_hook, tmp_path, None if case == "missing" else "window.LIVENET_ASSET = {};\n", "0" * 64
+    )
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
     assert ("is missing" if case == "missing" else "belongs to another run than the figures") in errors[0]
 
 
-def test_mkdocs_build_serves_the_asset_beside_the_script(tmp_path):
+def test_mkdocs_build_serves_the_asset_beside_the_script(tmp_path, build_with_hook):
     text = "window.LIVENET_ASSET = {};\n"
-    done, site = _tiny_site(tmp_path, text, hashlib.sha256(text.encode()).hexdigest())
+    done, site = _tiny_site(build_with_hook, tmp_path, text, hashlib.sha256(text.encode()).hexdigest())
     assert done.returncode == 0, done.stderr
     assert (site / "javascripts" / livenet.ASSET).read_text() == text
     assert not (site / "results" / livenet.ASSET).exists()  # served once

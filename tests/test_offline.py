@@ -1,9 +1,9 @@
-"""The offline copy, opened from disk (file://) in Chromium, as the README tells a reader to.
+"""The offline copy, opened from disk (file://) in Chromium, as the README tells a offline_reader to.
 
 `CNNLESSON_OFFLINE=true mkdocs build --strict --site-dir site-offline` turns on
 Material's `offline` plugin (see docs/hooks/offline.py). conftest's
 `offline_site` builds it once per session, and this module checks, through
-file:// URLs only, that a reader can move between pages, search, read the
+file:// URLs only, that a offline_reader can move between pages, search, read the
 math, use the explorer, see the figures and download the notebook, and that
 no page asks for anything outside the folder.
 
@@ -24,23 +24,6 @@ from cnnlesson.conv import conv2d
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def reader(page, offline_site, watch_browser):
-    """A browser tab allowed only file:// requests; fails the test on any browser problem."""
-    problems: list[str] = []
-    watch_browser(page, problems)
-
-    def only_files(route):
-        problems.append(f"asked the network for {route.request.url}")
-        route.abort()
-
-    page.route("http://**/*", only_files)
-    page.route("https://**/*", only_files)
-    yield page
-    page.wait_for_timeout(100)  # late console errors
-    assert not problems, "browser problems:\n" + "\n".join(problems)
-
-
 def url(site: Path, path: str) -> str:
     return (site / path).as_uri()
 
@@ -52,36 +35,36 @@ def test_pages_are_files_not_folders(offline_site):
     assert (offline_site / "search" / "search_index.js").is_file()
 
 
-def test_a_lesson_link_lands_on_its_page(reader, offline_site):
-    reader.goto(url(offline_site, "index.html"))
-    reader.locator('article a[href="convolution.html"]').first.click()
-    reader.wait_for_url(url(offline_site, "convolution.html"))
-    assert reader.locator("article h1").first.inner_text().rstrip("¶ \n") == "Convolution"
+def test_a_lesson_link_lands_on_its_page(offline_reader, offline_site):
+    offline_reader.goto(url(offline_site, "index.html"))
+    offline_reader.locator('article a[href="convolution.html"]').first.click()
+    offline_reader.wait_for_url(url(offline_site, "convolution.html"))
+    assert offline_reader.locator("article h1").first.inner_text().rstrip("¶ \n") == "Convolution"
     # And on from there, through the navigation.
-    reader.locator('nav a[href="pooling.html"]').first.click()
-    reader.wait_for_url(url(offline_site, "pooling.html"))
+    offline_reader.locator('nav a[href="pooling.html"]').first.click()
+    offline_reader.wait_for_url(url(offline_site, "pooling.html"))
 
 
-def test_search_finds_stride(reader, offline_site):
-    reader.goto(url(offline_site, "index.html"))
-    box = reader.locator("input.md-search__input")
+def test_search_finds_stride(offline_reader, offline_site):
+    offline_reader.goto(url(offline_site, "index.html"))
+    box = offline_reader.locator("input.md-search__input")
     box.click()
     box.press_sequentially("stride", delay=20)  # Material's search listens to key events
-    reader.locator(".md-search-result__item").first.wait_for(timeout=15000)
-    assert "stride" in reader.locator(".md-search-result").inner_text().lower()
+    offline_reader.locator(".md-search-result__item").first.wait_for(timeout=15000)
+    assert "stride" in offline_reader.locator(".md-search-result").inner_text().lower()
     # A result is a link to a page of the copy.
-    href = reader.locator(".md-search-result__item a").first.get_attribute("href")
+    href = offline_reader.locator(".md-search-result__item a").first.get_attribute("href")
     assert href and ".html" in href and not href.startswith("http")
 
 
-def test_explorer_draws_the_convolution(reader, offline_site):
-    reader.goto(url(offline_site, "convolution.html"))
-    st = Explorer(reader, "conv").wait_ready().state()
+def test_explorer_draws_the_convolution(offline_reader, offline_site):
+    offline_reader.goto(url(offline_site, "convolution.html"))
+    st = Explorer(offline_reader, "conv").wait_ready().state()
     x, w = grid_array(st["input"]), grid_array(st["kernel"])
     np.testing.assert_allclose(grid_array(st["output"]), conv2d(x[None, None], w[None, None])[0, 0], atol=1e-9)
 
 
-def test_math_figures_and_notebook_on_every_lesson_page(reader, offline_site):
+def test_math_figures_and_notebook_on_every_lesson_page(offline_reader, offline_site):
     """Every page: math typeset, every figure loaded; the notebook links point at the file in the copy."""
     pages = sorted(
         p.relative_to(offline_site).as_posix()
@@ -90,10 +73,10 @@ def test_math_figures_and_notebook_on_every_lesson_page(reader, offline_site):
     )
     reports = {}
     for path in pages:
-        reader.goto(url(offline_site, path), wait_until="load")
-        if reader.locator(".arithmatex").count():
-            reader.wait_for_function(script("math_typeset"), timeout=15000)
-        reports[path] = reader.evaluate(script("page_report"))
+        offline_reader.goto(url(offline_site, path), wait_until="load")
+        if offline_reader.locator(".arithmatex").count():
+            offline_reader.wait_for_function(script("math_typeset"), timeout=15000)
+        reports[path] = offline_reader.evaluate(script("page_report"))
     assert sum(r["math"] for r in reports.values()) > 0
     unrendered = {p: r["raw"][:3] for p, r in reports.items() if r["unrendered"] or r["raw"]}
     assert not unrendered, f"math left as raw TeX: {unrendered}"
@@ -106,13 +89,13 @@ def test_math_figures_and_notebook_on_every_lesson_page(reader, offline_site):
     assert notebook in reports["convolution.html"]["notebooks"], "the lesson page links to the notebook"
 
 
-def test_notebook_link_opens_the_notebook(reader, offline_site):
+def test_notebook_link_opens_the_notebook(offline_reader, offline_site):
     """From file:// Chromium ignores `download` (every file is its own origin) and shows the file,
     which the copy holds as lesson.ipynb next to its pages; the link must reach that file."""
-    reader.goto(url(offline_site, "convolution.html"))
-    reader.locator("a[download]", has_text="Download notebook").click()
-    reader.wait_for_url(url(offline_site, "lesson.ipynb"))
-    notebook = json.loads(reader.locator("pre").first.inner_text())
+    offline_reader.goto(url(offline_site, "convolution.html"))
+    offline_reader.locator("a[download]", has_text="Download notebook").click()
+    offline_reader.wait_for_url(url(offline_site, "lesson.ipynb"))
+    notebook = json.loads(offline_reader.locator("pre").first.inner_text())
     assert notebook["nbformat"] == 4
     first_code = next(cell for cell in notebook["cells"] if cell["cell_type"] == "code")
     assert "".join(first_code["source"]).startswith("%pip install cnnlesson==")
