@@ -116,8 +116,19 @@ def printed(browser, site_url, built_site, tmp_path_factory):
 
     walk(reader.outline, 0)
     texts = [_words(p.extract_text() or "") for p in reader.pages]
-    sizes = [(image.image.width, image.image.height) for p in reader.pages for image in p.images]
+    sizes = [_pixels(image) for page in reader.pages for image in _page_images(page)]
     return {"report": report, "outline": outline, "texts": texts, "sizes": sizes}
+
+
+def _page_images(page) -> list:
+    """The image objects a PDF page draws (its /XObject resources of subtype /Image)."""
+    objects = page.get("/Resources", {}).get("/XObject", {})
+    return [o for o in (objects[name].get_object() for name in objects) if o.get("/Subtype") == "/Image"]
+
+
+def _pixels(image) -> tuple[int, int]:
+    """An image object's size in pixels, read from its dictionary (decoding it would take seconds)."""
+    return int(image["/Width"]), int(image["/Height"])
 
 
 def _lesson_sections(printed, lesson_pages):
