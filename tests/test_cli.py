@@ -977,6 +977,7 @@ for line in sys.stdin:
             for fd, path in ((1, case["stdout"]), (2, case["stderr"])):
                 os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
             if case["memory"] is not None:
+                torch.cuda.is_available()  # CUDA's driver reserves address space as it starts: part of the start
                 start = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
                 resource.setrlimit(resource.RLIMIT_AS, (start + case["memory"],) * 2)
             signal.alarm(300)  # a hung case dies by SIGALRM and fails with status -14

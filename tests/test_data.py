@@ -292,7 +292,9 @@ def test_missing_data_is_one_clear_line(tmp_path):
 @pytest.mark.parametrize("in_memory", [False, True])
 @pytest.mark.parametrize("pad", [0, 2])
 def test_get_dataloaders_serve_the_same_images(mnist_root, in_memory, pad):
-    train_loader, test_loader = get_dataloaders("mnist", mnist_root, batch_size=32, in_memory=in_memory, pad=pad)
+    train_loader, test_loader = get_dataloaders(
+        "mnist", mnist_root, batch_size=32, in_memory=in_memory, pad=pad, device="cpu"
+    )
     X, y = next(iter(test_loader))  # the test split is not shuffled
     split = load_mnist(mnist_root, train=False, pad=pad)  # the lesson's per-image transform
     torch.testing.assert_close(X, torch.stack([split[i][0] for i in range(len(y))]), rtol=0, atol=1e-6)

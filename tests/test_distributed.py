@@ -49,9 +49,10 @@ def _run(argv: list[str], **kwargs) -> subprocess.Popen:
 
 def _spawn(fn, args: tuple, nprocs: int = 2, timeout: float = 300) -> None:
     """`mp.spawn`, but ranks left waiting on each other fail the test after `timeout` s instead of hanging it."""
-    # On Linux the ranks fork from this process, which has imported torch already; spawning
-    # fresh interpreters (elsewhere) costs each rank that import again.
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    # On Linux without CUDA the ranks fork from this process, which has imported torch already;
+    # spawning fresh interpreters costs each rank that import again. Where CUDA is, this process
+    # may have run autograd's GPU threads, which a forked child cannot use: the ranks are spawned.
+    method = "fork" if sys.platform.startswith("linux") and not torch.cuda.is_available() else "spawn"
     context = mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method=method)
     deadline = time.monotonic() + timeout
     while not context.join(timeout=1):  # raises when a rank raised

@@ -16,8 +16,8 @@ from cnnlesson.train import SEED_MAX, DivergedError, evaluate, train, write_hist
 
 @pytest.fixture(scope="module")
 def small_loaders(mnist_root):
-    """In-memory loaders over the stand-in digits (fast)."""
-    return get_dataloaders("mnist", mnist_root, batch_size=64, in_memory=True)
+    """In-memory loaders over the stand-in digits (fast), on the CPU where these tests train."""
+    return get_dataloaders("mnist", mnist_root, batch_size=64, in_memory=True, device="cpu")
 
 
 def same_weights(a: nn.Module, b: nn.Module) -> bool:
