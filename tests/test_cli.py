@@ -1139,6 +1139,17 @@ def _cli_env(**extra) -> dict:
     return env
 
 
+def _sigint_as_usual() -> None:
+    """In the child, before Python starts: Ctrl-C as in a terminal.
+
+    A suite started in the background by a shell without job control inherits
+    SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
 def test_ctrl_c_says_where_the_checkpoint_is_and_leaves_nothing_behind(tmp_path):
     import signal
@@ -1148,7 +1159,9 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_leaves_nothing_behind(tmp_path)
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "cnnlesson", "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root",
             str(tmp_path / "mnist"), "--epochs", "1000", "--batch-size", "16", "--device", "cpu", "--seed", "0", "--out", str(out)]  # fmt: skip
-    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env())
+    job = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env(), preexec_fn=_sigint_as_usual
+    )
     deadline = time.monotonic() + 240
     while not (out / "history.json").exists() and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -1181,7 +1194,9 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "cnnlesson", "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root",
             str(tmp_path / "mnist"), "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--out", str(out)]  # fmt: skip
-    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env())
+    job = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env(), preexec_fn=_sigint_as_usual
+    )
     deadline = time.monotonic() + 240
     while not out.exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # the lock made the folder: the run has started
