@@ -1043,9 +1043,7 @@ def _snapshot(folder: Path) -> dict:
 def hostile_runs(request, tmp_path_factory):
     """Run the selected cases at once (they are independent) and return {id: (result, tmp, before, after)}."""
     base = tmp_path_factory.mktemp("hostile")
-    root = str(Path(cnnlesson.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
-    env.pop("CNNLESSON_DEVICE", None)
+    env = _cli_env()
     servers: queue.Queue[_ForkServer | _Spawn] = queue.Queue()
     workers = max(2, os.cpu_count() or 2)
     for n in range(workers):  # the fork servers import torch while the earlier run below trains
