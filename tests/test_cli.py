@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+import forkserver
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -943,92 +944,10 @@ HOSTILE = [
 CASES = [c.values[0] if hasattr(c, "values") else c for c in HOSTILE]
 
 
-# Each case runs in a process of its own: a fork of a server that has already
-# imported what `python -m cnnlesson.cli` imports (torch, torchvision, the
-# package), so that the cases do not each pay those seconds of start-up. The
-# child takes the case's folder, environment, stdin, stdout and stderr, and,
-# for `memory`, an address-space limit counted from its start (a runaway
-# allocation then fails the case, not the machine); it then ends as
-# `python -m cnnlesson.cli` ends, with sys.exit(main()). The server answers
-# each case with the child's exit status (negative: killed by that signal).
-FORK_SERVER = r"""
-import json, os, resource, signal, sys, traceback
-import torch, torchvision
-from cnnlesson import cli
-
-def exit_status(code):
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
-
-for line in sys.stdin:
-    case = json.loads(line)
-    sys.stdout.flush()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.chdir(case["cwd"])
-            os.environ.clear()
-            os.environ.update(case["env"])
-            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-            for fd, path in ((1, case["stdout"]), (2, case["stderr"])):
-                os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-            if case["memory"] is not None:
-                torch.cuda.is_available()  # CUDA's driver reserves address space as it starts: part of the start
-                start = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
-                resource.setrlimit(resource.RLIMIT_AS, (start + case["memory"],) * 2)
-            signal.alarm(300)  # a hung case dies by SIGALRM and fails with status -14
-            sys.argv = ["cnnlesson", *case["argv"]]
-            status = exit_status(cli.main())
-        except SystemExit as exit_:
-            status = exit_status(exit_.code)
-        except BaseException:
-            traceback.print_exc()
-            status = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
-"""
-
-
-class _ForkServer:
-    """One FORK_SERVER process; run() runs one command line in a fork of it."""
-
-    def __init__(self, env: dict, folder: Path):
-        self.folder, self.runs = folder, 0
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", FORK_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-        )
-
-    def run(self, argv: list[str], env: dict, cwd: Path, memory: int | None) -> subprocess.CompletedProcess:
-        self.runs += 1
-        out, err = (self.folder / f"{self.runs}.{name}" for name in ("stdout", "stderr"))
-        case = {"argv": argv, "env": env, "cwd": str(cwd), "memory": memory, "stdout": str(out), "stderr": str(err)}
-        self.proc.stdin.write(json.dumps(case) + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        assert answer, f"the fork server died (exit status {self.proc.wait()})"
-        return subprocess.CompletedProcess(argv, int(answer), out.read_text(), err.read_text())
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(30)
-
-
-class _Spawn:
-    """Where there is no fork to trust (Windows, macOS): each case is `python -m cnnlesson.cli`, started afresh."""
-
-    def run(self, argv: list[str], env: dict, cwd: Path, memory: int | None) -> subprocess.CompletedProcess:
-        assert memory is None, "the memory limit needs Linux's /proc"
-        command = [sys.executable, "-m", "cnnlesson.cli", *argv]
-        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
-
-    def close(self) -> None:
-        pass
+# Each case runs in a process of its own, as `python -m cnnlesson.cli` would (see tests/forkserver.py:
+# on Linux a fork of a Python that has already imported torch, torchvision and the CLI).
+CLI_PRELOAD = ["torch", "torchvision", "cnnlesson.cli"]
+CLI_MAIN = "import sys\nfrom cnnlesson import cli\nsys.exit(cli.main())\n"
 
 
 def _snapshot(folder: Path) -> dict:
@@ -1044,11 +963,11 @@ def hostile_runs(request, tmp_path_factory):
     """Run the selected cases at once (they are independent) and return {id: (result, tmp, before, after)}."""
     base = tmp_path_factory.mktemp("hostile")
     env = _cli_env()
-    servers: queue.Queue[_ForkServer | _Spawn] = queue.Queue()
+    servers: queue.Queue[forkserver.ForkServer | forkserver.Spawn] = queue.Queue()
     workers = max(2, os.cpu_count() or 2)
     for n in range(workers):  # the fork servers import torch while the earlier run below trains
         (base / f"server-{n}").mkdir()
-        servers.put(_ForkServer(env, base / f"server-{n}") if sys.platform.startswith("linux") else _Spawn())
+        servers.put(forkserver.server(CLI_PRELOAD, env, base / f"server-{n}"))
     write_standin_mnist(base / "mnist", num_train=64, num_test=32)
     write_standin_cifar10(base / "cifar", num_train=10, num_test=10)
     earlier = train_argv(resume=False, out=str(base / "run"))
@@ -1091,7 +1010,7 @@ def hostile_runs(request, tmp_path_factory):
         before = _snapshot(tmp)
         server = servers.get()
         try:
-            result = server.run(argv, {**env, **case.env}, tmp, case.memory)
+            result = server.run(CLI_MAIN, ["cnnlesson", *argv], {**env, **case.env}, tmp, case.memory)
         finally:
             servers.put(server)
         return result, tmp, before, _snapshot(tmp)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import forkserver
 import numpy as np
 import pytest
 from explorer_page import Explorer, click_link_to, grid_array, open_explorer
@@ -396,20 +396,16 @@ COPY_STATES = [
 SNIPPET_IMPORTS = {"numpy", "torch", "torch.nn.functional", "cnnlesson.conv"}
 
 
-def run_snippet(code: str, cwd: Path) -> str:
-    """Run pasted code in a fresh, isolated Python (-I: no PYTHONPATH, no script folder); its stdout."""
+def run_snippet(code: str, python: forkserver.ForkServer | forkserver.Spawn, cwd: Path) -> str:
+    """Run pasted code in a process of its own, as an isolated `python -I -c` (no PYTHONPATH); its stdout."""
     import ast
-    import subprocess
-    import sys
 
     imported = {
         alias.name for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Import) for alias in node.names
     }
     imported |= {node.module for node in ast.walk(ast.parse(code)) if isinstance(node, ast.ImportFrom)}
     assert imported <= SNIPPET_IMPORTS, f"the snippet needs more than cnnlesson: {imported - SNIPPET_IMPORTS}"
-    proc = subprocess.run(
-        [sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
+    proc = python.run(code, ["-c"], dict(os.environ), cwd)
     assert proc.returncode == 0, f"the copied code failed:\n{code}\n{proc.stderr}"
     return proc.stdout
 
@@ -423,7 +419,7 @@ def printed_grid(stdout: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def test_copy_as_python_prints_the_grid_the_page_shows(explorer, tmp_path):
-    """Each of COPY_STATES: the copied code, run in a fresh Python, prints the grid the page shows."""
+    """Each of COPY_STATES: the copied code, run in a Python process of its own, prints the grid the page shows."""
     copied = []  # (code, the grid shown)
     for mode, settings in COPY_STATES:
         ex = explorer(mode)
@@ -437,9 +433,12 @@ def test_copy_as_python_prints_the_grid_the_page_shows(explorer, tmp_path):
         padding = 0 if settings.get("padding") else 1
         ex.set(padding=padding)
         assert ex.tid("python").inner_text() != code and f"padding={padding}" in ex.tid("python").inner_text()
-    # Each snippet in a Python of its own, two at a time: most of each run is importing torch.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        printed = list(pool.map(lambda pair: run_snippet(pair[0], tmp_path), copied))
+    # Each snippet in a process of its own (see tests/forkserver.py), which imports what a snippet may.
+    python = forkserver.server(sorted(SNIPPET_IMPORTS), dict(os.environ), tmp_path, isolated=True)
+    try:
+        printed = [run_snippet(code, python, tmp_path) for code, _ in copied]
+    finally:
+        python.close()
     for (code, shown), stdout in zip(copied, printed):
         np.testing.assert_allclose(printed_grid(stdout, shown.shape), shown, rtol=1e-7, atol=1e-7, err_msg=code)
 
