@@ -3,13 +3,14 @@
 Every mistake gets one line on stderr, before any training where it can be
 known up front: bad flags exit with status 2; missing or corrupt data, a bad
 checkpoint, an unwritable `--out`, a locked `--out` or a run that diverges
-exit with status 1.
+exit with status 1. Ctrl-C ends it by SIGINT, after one line on what was saved.
 """
 
 import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import cast
@@ -369,5 +370,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The `cnnlesson` program: run `main()` and exit with its status, or by SIGINT after Ctrl-C."""
+    status = main()
+    if status == 130 and os.name == "posix":
+        # Ended by SIGINT, as Python ends any program Ctrl-C stopped, so that a
+        # shell loop running this one stops too (the shell's status is 130 either
+        # way). Returning 130 would not be reliable: CPython ends the process by
+        # SIGINT anyway when the Ctrl-C landed in code run by exec() or eval() of
+        # a string, as namedtuple and dataclass do while torchvision imports.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
