@@ -28,6 +28,14 @@ def _timed(command: list[str], check: bool = True) -> tuple[float, str, int]:
     return seconds, done.stdout, done.returncode
 
 
+def summary(output: str) -> str:
+    """pytest's last line without its time ("858 passed, 1 skipped"), then the tests that failed, if any."""
+    counts = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?) in [\d.]+s", output, flags=re.M)
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", output, flags=re.M)  # pytest's short summary names them
+    line = counts[-1] if counts else output.strip().splitlines()[-1]
+    return line + (f" ({', '.join(failed)})" if failed else "")
+
+
 def run(out_dir: Path, quick: bool = False) -> dict:
     """Time `mkdocs build --strict` and `pytest`; skipped in quick mode (the tests call quick mode)."""
     if quick:
@@ -39,11 +47,10 @@ def run(out_dir: Path, quick: bool = False) -> dict:
     test_seconds, output, code = _timed(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *deselect], check=False
     )
-    summary = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?) in [\d.]+s", output, flags=re.M)
     return {
         "mkdocs_build_seconds": round(build_seconds, 1),
         "pytest_seconds": round(test_seconds, 1),
-        "pytest_summary": summary[-1] if summary else output.strip().splitlines()[-1],
+        "pytest_summary": summary(output),
         "pytest_exit_code": code,
         "pytest_deselected": COMMITTED_RESULTS_TESTS,
     }

@@ -234,6 +234,19 @@ def test_results_tables_report_what_does_not_fit(docs_hook):
         hook.table({"costs": failed}, "costs")
 
 
+def test_costs_summary_names_the_failed_tests():
+    from benchmarks.costs import summary
+
+    passed = "....\n========== 858 passed, 1 skipped, 2 warnings in 741.42s (0:12:21) ==========\n"
+    assert summary(passed) == "858 passed, 1 skipped, 2 warnings"
+    failed = (
+        "F...\n=========================== short test summary info ============================\n"
+        "FAILED tests/test_cli.py::test_a - AssertionError: x\nERROR tests/test_b.py::test_c - boom\n"
+        "====== 1 failed, 857 passed, 1 error in 700.00s (0:11:40) ======\n"
+    )
+    assert summary(failed) == "1 failed, 857 passed, 1 error (tests/test_cli.py::test_a, tests/test_b.py::test_c)"
+
+
 def test_committed_results_are_a_full_run():
     results = json.loads((REPO / "docs" / "results" / "results.json").read_text())
     assert results["quick"] is False, "docs/results must come from `python -m benchmarks`, not --quick"
