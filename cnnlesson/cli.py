@@ -361,13 +361,32 @@ def main(argv: list[str] | None = None) -> int:
     command = {"train": _cmd_train, "evaluate": _cmd_evaluate, "visualize": _cmd_visualize}[args.command]
     try:
         return command(args, parser, device)
+    except KeyboardInterrupt:
+        pass
     # OSError: unwritable --out, full disk, a lock, missing data; RuntimeError: a diverged run, torch refusing a value.
     except (OSError, ValueError, RuntimeError) as err:
-        print(f"cnnlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C: the lock and temporary files are gone by now
-        print(f"cnnlesson {args.command}: {_one_line(_interrupted(args))}", file=sys.stderr)
-        return 130
+        if not _wraps_ctrl_c(err):
+            print(f"cnnlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
+            return 1
+    # Ctrl-C: the lock and temporary files are gone by now.
+    print(f"cnnlesson {args.command}: {_one_line(_interrupted(args))}", file=sys.stderr)
+    return 130
+
+
+def _wraps_ctrl_c(err: BaseException) -> bool:
+    """Whether `err` was raised by a Ctrl-C.
+
+    Python 3.11 turns a KeyboardInterrupt raised in a class's ``__set_name__``
+    (torch defines such classes while it imports) into a RuntimeError caused by it.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def run() -> None:

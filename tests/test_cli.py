@@ -1125,6 +1125,27 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
     assert not out.exists()  # the folder the run made, with only its lock, is gone again
 
 
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_ctrl_c_inside_a_class_definition_is_still_ctrl_c(tmp_path, monkeypatch, capsys, wrapped):
+    """Python 3.11 reports a Ctrl-C in a __set_name__ (as in torch's imports) as a RuntimeError; it is still Ctrl-C."""
+
+    class Descriptor:
+        def __set_name__(self, owner, name):
+            raise KeyboardInterrupt if wrapped else ValueError("a bad name")
+
+    def train(args, parser, device):
+        type("Knobs", (), {"use_buffer_ops": Descriptor()})  # 3.11: RuntimeError("Error calling __set_name__ ...")
+
+    monkeypatch.setattr(cnnlesson.cli, "_cmd_train", train)
+    status = main(["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(tmp_path),
+                   "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "run")])  # fmt: skip
+    err = capsys.readouterr().err
+    if wrapped:
+        assert (status, err) == (130, "cnnlesson train: interrupted; nothing was written\n")
+    else:
+        assert status == 1 and err.startswith("cnnlesson train: error: ") and err.count("\n") == 1
+
+
 def test_a_stray_rank_cannot_turn_the_lock_off(mnist_root, tmp_path):
     """Two runs at once into one --out, each with RANK=1 but no torchrun: neither may write unlocked."""
     out = tmp_path / "run"
