@@ -189,6 +189,19 @@ def test_results_tokens_render_values_and_refuse_unknown_names(docs_hook):
         hook.render("{{ results:trainer.cpu.ratio:pc }}", results)
 
 
+@pytest.mark.parametrize(
+    "mean, std, text",
+    [(0.9798, 0.0064, "98 %"), (0.9798, 0.0004, "98.0 %"), (0.9798, 0.00004, "97.98 %"), (0.9798, 0.0, "97.98 %"),
+     (0.5, 0.12, "50 %"), (0.9688, 0.0028, "97 %")],
+)  # fmt: skip
+def test_about_rounds_a_mean_to_what_its_spread_supports(docs_hook, mean, std, text):
+    hook = docs_hook("results")
+    results = {"accuracy": {"m": {"final": mean, "final_std": std}, "n": {"final": mean}}}
+    assert hook.render("{{ results:accuracy.m.final:about }}", results, tooltips=False) == text
+    with pytest.raises(Exception, match=r"names nothing .*no 'accuracy.n.final_std'"):
+        hook.render("{{ results:accuracy.n.final:about }}", results)
+
+
 def test_results_tables_report_what_does_not_fit(docs_hook):
     hook = docs_hook("results")
     row = {

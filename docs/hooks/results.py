@@ -8,7 +8,9 @@ measured number; they name it, and this hook puts in the value:
   a large ratio as `1,234×`, `int` a count with thousands separators, `ms`
   with three significant digits, `s`, `commit` the first 10 characters of a
   commit, `list` items joined by commas, `met` a target's true/false as
-  "met"/"not met"; none: as stored). A number in a path indexes a list
+  "met"/"not met"; `about` a mean fraction as a percentage rounded to
+  what the standard deviation recorded beside it (`<name>_std`) supports,
+  `98 %` for 0.9798 ± 0.0064; none: as stored). A number in a path indexes a list
   (`conv.loop.0.loop_ms`). A measured value carries a tooltip naming the
   run that measured it (date and commit);
 - `{{ results-table:NAME }}` -> a Markdown table, one of `TABLES`.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -85,7 +88,26 @@ FORMATS = {
     "commit": lambda v: "unknown" if v is None else str(v)[:10],
     "list": lambda v: ", ".join(map(str, v)),
     "met": lambda v: {True: "met", False: "not met"}[v],
+    "about": lambda pair: about(*pair),  # render() passes the mean and its `_std` sibling
 }
+
+
+STD_SUFFIX = "_std"  # where a mean's standard deviation is recorded: beside it, under the mean's name + this
+
+
+def about(mean: float, std: float) -> str:
+    """A mean fraction as a percentage, rounded to the decimal place that its standard deviation reaches.
+
+    A digit finer than the spread is noise: 0.9798 ± 0.0064 (97.98 ± 0.64 %) is `98 %`,
+    0.9798 ± 0.0004 is `98.0 %`. Whole percent is the coarsest; a spread of 0 keeps two decimals.
+    """
+    mean, std = 100 * float(mean), 100 * float(std)
+    if not (math.isfinite(mean) and math.isfinite(std)) or std < 0:
+        raise ValueError(f"expected a finite mean and a finite, non-negative standard deviation, got {mean}, {std}")
+    # The last digit kept is the finest one at least as large as the spread: whole percent to two decimals.
+    place = min(max(math.ceil(math.log10(std)), -2), 0) if std > 0 else -2
+    step = 10.0**place
+    return f"{math.floor(mean / step + 0.5) * step:.{-place}f} %"
 
 
 def stamp(results: dict) -> str:
@@ -344,8 +366,12 @@ def render(markdown: str, results: dict, where: str = "page", tooltips: bool = T
             raise PluginError(f"{where}: unknown results format {fmt!r} in {match.group(0)}")
         try:
             value = lookup(results, dotted)
-        except KeyError:
-            raise PluginError(f"{where}: {match.group(0)} names nothing in docs/results/results.json") from None
+            if fmt == "about":
+                value = (value, lookup(results, dotted + STD_SUFFIX))
+        except KeyError as err:
+            raise PluginError(
+                f"{where}: {match.group(0)} names nothing in docs/results/results.json (no {err.args[0]!r})"
+            ) from None
         try:
             text = FORMATS[fmt](value)
         except (TypeError, ValueError) as err:
