@@ -64,6 +64,46 @@ def test_preprocess_names_the_argument_on_bad_input(bad):
         preprocess(bad)
 
 
+def _with(value: float, row: int) -> np.ndarray:
+    pad = np.zeros((60, 60))
+    pad[10:50, 20:40] = 1.0
+    pad[row, 30] = value
+    return pad
+
+
+@pytest.mark.parametrize(
+    "ink,message",
+    [
+        (_with(np.nan, 10), "expected finite values, got 1 NaN or infinite"),  # the first inked row
+        (_with(np.nan, 49), "expected finite values"),  # the last inked row
+        (_with(np.inf, 30), "expected finite values"),  # inside the ink
+        (_with(-np.inf, 30), "expected finite values"),
+        (_with(-0.5, 30), "expected values from 0 to 1"),
+        (np.full((20, 20), 128, dtype=np.uint8), r"expected values from 0 to 1 \(0-255 pixels divided by 255\)"),
+    ],
+)
+def test_preprocess_refuses_values_it_cannot_read(ink, message):
+    with pytest.raises(ValueError, match=rf"^ink: {message}"):
+        preprocess(ink)
+
+
+def test_preprocess_refuses_a_side_too_long_before_allocating():
+    with pytest.raises(ValueError, match=r"^ink: expected at most 10000 pixels a side, got shape \(1, 100000000\)"):
+        preprocess(np.broadcast_to(np.float64(0.5), (1, 10**8)))  # a view: no 800 MB array for the test
+
+
+def test_preprocess_of_ink_that_averages_to_nothing_is_empty():
+    pad = np.zeros((100, 10))
+    pad[0, 0] = pad[99, 0] = 5e-324  # the smallest float: a fifth of it rounds to zero
+    assert not preprocess(pad).any()
+
+
+@pytest.mark.parametrize("n_in,n_out,name", [(5, 0, "n_out"), (0, 3, "n_in"), (5.0, 2, "n_in")])
+def test_area_weights_name_the_bad_count(n_in, n_out, name):
+    with pytest.raises((ValueError, TypeError), match=rf"^{name}: expected an int"):
+        area_weights(n_in, n_out)
+
+
 def test_weights_round_trip_exactly():
     torch.manual_seed(3)
     net = MNISTNet()
