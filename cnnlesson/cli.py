@@ -1,4 +1,4 @@
-"""`cnnlesson train | evaluate | visualize`: the command line, wiring the modules.
+"""`cnnlesson train | evaluate | visualize | doctor`: the command line, wiring the modules.
 
 Every mistake gets one line on stderr, before any training where it can be
 known up front: bad flags exit with status 2; missing or corrupt data, a bad
@@ -71,7 +71,7 @@ _folder.__name__ = "folder"
 def _add_common(p: argparse.ArgumentParser, data_root_required: bool = False) -> None:
     p.add_argument(
         "--data-root", type=_folder, required=data_root_required,
-        help="folder holding MNIST/ or cifar-10-batches-py/" + ("" if data_root_required else "; default: the checkpoint's"),
+        help="folder holding MNIST/ or cifar-10-batches-py/" + (" (required)" if data_root_required else "; default: the checkpoint's"),
     )  # fmt: skip
     p.add_argument(
         "--device", default=None,
@@ -87,17 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = commands.add_parser("train", help="train a model; write OUT/history.json and OUT/checkpoint.pt")
-    p.add_argument("--model", required=True, choices=sorted(models.MODELS))
-    p.add_argument("--dataset", required=True, choices=list(CHANNELS))
-    p.add_argument("--epochs", type=_positive(int, EPOCHS_MAX), required=True)
+    p.add_argument(
+        "--model", required=True, choices=sorted(models.MODELS), help="the lesson's model to train (required)"
+    )
+    p.add_argument(
+        "--dataset", required=True, choices=list(CHANNELS), help="mnist (1 channel) or cifar10 (3 channels) (required)"
+    )
+    p.add_argument(
+        "--epochs", type=_positive(int, EPOCHS_MAX), required=True,
+        help=f"passes over the training set, 1 to {EPOCHS_MAX:,} (required)",
+    )  # fmt: skip
     p.add_argument(
         "--batch-size", type=_positive(int), default=64,
-        help="images per optimizer step; under torchrun the global batch, split evenly between the processes",
+        help="images per optimizer step; under torchrun the global batch, split evenly between the processes; "
+        "default: %(default)s",
     )  # fmt: skip
-    p.add_argument("--lr", type=_positive(float), default=0.001)
+    p.add_argument("--lr", type=_positive(float), default=0.001, help="Adam's learning rate; default: %(default)s")
     p.add_argument(
         "--seed", type=_seed, default=None,
-        help="seed the weights and each epoch: a reproducible run on the CPU; on a GPU add --deterministic",
+        help="seed the weights and each epoch, 0 to 2**63-1: a reproducible run on the CPU; on a GPU add "
+        "--deterministic; default: none (each run differs)",
     )  # fmt: skip
     p.add_argument(
         "--deterministic", action="store_true",
@@ -115,17 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--standin", action="store_true",
         help="read stand-in CIFAR-10 written by cnnlesson.standin.write_standin_cifar10 (tests and docs)",
     )  # fmt: skip
-    p.add_argument("--out", type=_folder, required=True, help="folder for history.json and checkpoint.pt")
+    p.add_argument("--out", type=_folder, required=True, help="folder for history.json and checkpoint.pt (required)")
     _add_common(p, data_root_required=True)
 
     p = commands.add_parser("evaluate", help="print the test accuracy of a checkpoint")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint.pt written by train (required)")
     _add_common(p)
 
     p = commands.add_parser("visualize", help="write feature-map, filter, curve and prediction PNGs")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--out", type=_folder, required=True)
+    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint.pt written by train (required)")
+    p.add_argument("--out", type=_folder, required=True, help="folder for the four PNG files (required)")
     _add_common(p)
+
+    p = commands.add_parser("doctor", help="check Python, torch, the device and the data; say what to fix")
+    p.add_argument("--data-root", type=_folder, default=Path("data"), help="data folder to check; default: data")
     return parser
 
 
@@ -353,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "doctor":  # before get_device: a bad CNNLESSON_DEVICE is one of its diagnoses
+        from cnnlesson import doctor
+
+        return doctor.run(args.data_root)
     try:
         device = cnnlesson.device.get_device(args.device)
     except ValueError as err:

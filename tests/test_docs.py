@@ -14,8 +14,14 @@ block prints, so a chain of continued blocks shows its output once, after
 the block that prints; the blocks after it in the chain print nothing.
 """
 
+import datetime
+import importlib.util
+import json
+import os
+import platform
 import re
 import shutil
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -28,6 +34,8 @@ from cnnlesson import data
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "hooks" not in p.relative_to(DOCS).parts)
+# Where each run of the page blocks leaves its record (gitignored); `python -m benchmarks.runs` collects them.
+RUNS_DIR_ENV = "CNNLESSON_RUNS_DIR"
 # Fence languages the site may use: python runs; the others are shown only.
 SHOWN_LANGUAGES = {"console", "text", "diff"}
 
@@ -119,9 +127,96 @@ def reader_dir(tmp_path, monkeypatch, docs_data, forced_device):
 BLOCKS = collect()
 
 
+def _runs_hook():
+    """docs/hooks/runs.py, whose hash of a page's blocks the build compares with the records."""
+    spec = importlib.util.spec_from_file_location("docs_hook_runs", DOCS / "hooks" / "runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class RunRecord:
+    """A record of one run of page blocks: per page, how many ran and passed and their seconds.
+
+    Written on `save()` as one JSON file in `$CNNLESSON_RUNS_DIR` (default `.runs/`), with the
+    device, the software, the system, the commit and the date; each page's entry carries the
+    hash of its blocks, so a later build can tell that the page changed since.
+    """
+
+    def __init__(self, device: str):
+        self.device = device
+        self.pages: dict[str, dict] = {}
+        self.started = datetime.datetime.now(datetime.timezone.utc)
+
+    def add(self, block_id: str, passed: bool, seconds: float) -> None:
+        page = block_id.rsplit(":", 1)[0]
+        entry = self.pages.setdefault(page, {"ran": 0, "passed": 0, "seconds": 0.0})
+        entry["ran"] += 1
+        entry["passed"] += passed
+        entry["seconds"] += seconds
+
+    def run(self, block_id: str, run) -> None:
+        """Call `run()` (one block), recording whether it passed and how long it took."""
+        start, passed = time.perf_counter(), False
+        try:
+            run()
+            passed = True
+        finally:
+            self.add(block_id, passed, time.perf_counter() - start)
+
+    def save(self) -> Path | None:
+        """Write the record (nothing when no block ran); return its path."""
+        if not self.pages:
+            return None
+        from benchmarks.provenance import provenance
+        from cnnlesson.doctor import installed_versions
+
+        hook = _runs_hook()
+        pages = {}
+        for page, entry in sorted(self.pages.items()):
+            codes = [block.code for block_id, block in BLOCKS if block_id.rsplit(":", 1)[0] == page]
+            pages[page] = {**entry, "blocks": len(codes), "code_hash": hook.code_hash(codes)}
+        prov = provenance()
+        record = {
+            "device": self.device,
+            **installed_versions(),
+            "os": platform.system(),
+            "os_release": platform.release(),
+            "commit": prov["commit"],
+            "dirty": prov["dirty"],
+            "code_hash": prov["code_hash"],
+            "date": self.started.isoformat(timespec="seconds"),
+            "pages": pages,
+        }
+        folder = Path(os.environ.get(RUNS_DIR_ENV) or ROOT / ".runs")
+        folder.mkdir(parents=True, exist_ok=True)
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.device).strip("-").lower()
+        path = folder / f"{self.started:%Y%m%dT%H%M%S}-{slug}-{os.getpid()}.json"
+        path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        return path
+
+
+def records_saved_at_end():
+    """The records of a module's page blocks by device, written when the module's tests end."""
+    records: dict[str, RunRecord] = {}
+    yield records
+    for record in records.values():
+        record.save()
+
+
+page_runs = pytest.fixture(records_saved_at_end, scope="module", name="page_runs")
+
+
+def record_for(records: dict[str, RunRecord], device: str) -> RunRecord:
+    return records.setdefault(device, RunRecord(device))
+
+
 @pytest.mark.parametrize(("block_id", "block"), BLOCKS, ids=[block_id for block_id, _ in BLOCKS])
-def test_page_block(block_id, block, reader_dir):
-    run_block(block)
+def test_page_block(block_id, block, reader_dir, page_runs):
+    from cnnlesson.device import get_device
+    from cnnlesson.doctor import describe_device
+
+    record_for(page_runs, describe_device(get_device())).run(block_id, lambda: run_block(block))
 
 
 # --- The harness itself --------------------------------------------------------

@@ -19,13 +19,14 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 from simulated_accelerator import SIMULATED, DeviceMixError, simulated_gpu
-from test_docs import BLOCKS, DOCS, collect, read_cifar10_as_standin, run_block
+from test_docs import BLOCKS, DOCS, collect, read_cifar10_as_standin, record_for, records_saved_at_end, run_block
 
 from cnnlesson import cli
 from cnnlesson.models import MNISTNet
 from cnnlesson.standin import write_standin_cifar10, write_standin_mnist
 
 pytestmark = pytest.mark.simulated_gpu
+page_runs = pytest.fixture(records_saved_at_end, scope="module", name="page_runs")
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +80,9 @@ def run_on_simulated_gpu(block_id: str, block) -> None:
 
 
 @pytest.mark.parametrize(("block_id", "block"), BLOCKS, ids=[block_id for block_id, _ in BLOCKS])
-def test_page_block_on_simulated_gpu(block_id, block, sim_reader_dir):
-    run_on_simulated_gpu(block_id, block)
+def test_page_block_on_simulated_gpu(block_id, block, sim_reader_dir, page_runs):
+    # Recorded as the simulated GPU, never as a GPU: runs.json and the pages keep the two apart.
+    record_for(page_runs, "simulated GPU").run(block_id, lambda: run_on_simulated_gpu(block_id, block))
 
 
 def test_cli_commands_on_simulated_gpu(sim_reader_dir, capsys):
