@@ -3,14 +3,15 @@
 The figures part (benchmarks/figures.py) trains the MNISTNet whose figures
 the pages show and hands it to `export`, which
 
-- writes the network's weights as a script the page loads (ASSET, next to
-  results.json: a `<script>` loads from file:// where `fetch` is refused),
-  float32 in base64, with a few of the run's held-out digits for the page's
-  digit picker;
-- runs the page's own JavaScript forward pass (docs/javascripts/livenet.js)
+- writes the network as a script the page loads (ASSET, next to
+  results.json: a `<script>` loads from file:// where `fetch` is refused):
+  the layer list of `cnnlesson.export` with int8 weights (one scale per
+  output channel: a quarter of float32's bytes), and a few of the run's
+  held-out digits for the page's digit picker;
+- runs the page's own JavaScript interpreter (docs/javascripts/livenet.js)
   in headless Chromium on every held-out digit: its accuracy against
-  PyTorch's, the largest logit difference, and the median time of one
-  forward pass;
+  PyTorch's on the same (dequantised) weights, the largest logit
+  difference, and the median time of one forward pass;
 - returns the record that the figures part stores, with the asset's SHA-256:
   docs/hooks/livenet.py stops the build when the asset is not that one.
 """
@@ -18,6 +19,7 @@ the pages show and hands it to `export`, which
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import os
@@ -30,6 +32,7 @@ import torch
 
 from benchmarks.realdata import REPO
 from cnnlesson.data import MNIST_MEAN, MNIST_STD
+from cnnlesson.export import export_net, read_net
 from cnnlesson.files import write_text_atomic
 from cnnlesson.models import MNISTNet
 
@@ -38,27 +41,8 @@ JAVASCRIPT = REPO / "docs" / "javascripts"
 CHROMIUM = os.environ.get("CNNLESSON_CHROMIUM", "/usr/bin/chromium")
 PICKER_PER_CLASS = 2  # held-out digits of each class the page offers
 FORWARD_TARGET_MS = 10.0  # the maps must follow the pen
-
-
-def encode_weights(net: MNISTNet) -> str:
-    """The state_dict as one base64 string of little-endian float32s, in state_dict order."""
-    parts = [t.detach().cpu().to(torch.float32).contiguous().view(-1) for t in net.state_dict().values()]
-    return base64.b64encode(torch.cat(parts).numpy().astype("<f4").tobytes()).decode("ascii")
-
-
-def decode_weights(text: str) -> MNISTNet:
-    """An MNISTNet holding the weights of `encode_weights`'s string."""
-    values = torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype="<f4").copy())
-    net = MNISTNet()
-    state, offset = net.state_dict(), 0
-    expected = sum(t.numel() for t in state.values())
-    if values.numel() != expected:
-        raise ValueError(f"text: expected {expected} float32 values for MNISTNet, got {values.numel()}")
-    for name, tensor in state.items():
-        state[name] = values[offset : offset + tensor.numel()].view_as(tensor)
-        offset += tensor.numel()
-    net.load_state_dict(state)
-    return net.eval()
+WEIGHTS = "int8"  # the page's weights: a quarter of float32's bytes; the browser is checked on exactly these
+PREFIX = "window.LIVENET_ASSET = "
 
 
 def as_bytes(X: torch.Tensor) -> np.ndarray:
@@ -74,20 +58,64 @@ def picker_digits(y: torch.Tensor, per_class: int = PICKER_PER_CLASS) -> list[in
 
 
 def read_asset(path: Path) -> dict:
-    """The JSON object inside an asset written by `write_asset`."""
-    text = Path(path).read_text(encoding="ascii")
-    return json.loads(text[text.index("{") : text.rindex("}") + 1])
+    """The JSON object inside an asset written by `write_asset`.
+
+    Raises:
+        ValueError: the file is not such an asset (names the file and what is missing).
+    """
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    line = next((line for line in text.splitlines() if line.startswith(PREFIX)), None)
+    if line is None or not line.rstrip().endswith(";"):
+        raise ValueError(f"asset: {path} is not a live-network asset (no line `{PREFIX}{{...}};`)")
+    try:
+        asset = json.loads(line.rstrip()[len(PREFIX) : -1])
+    except ValueError as err:
+        raise ValueError(f"asset: {path}: the object after `{PREFIX.strip()}` is not JSON ({err})") from None
+    missing = [key for key in ("run", "model", "net", "digits") if not isinstance(asset, dict) or key not in asset]
+    if missing:
+        raise ValueError(f"asset: {path} lacks {', '.join(missing)}; it was not written by write_asset")
+    return asset
 
 
-def write_asset(path: Path, net: MNISTNet, X: torch.Tensor, y: torch.Tensor, first_index: int) -> dict:
-    """Write the page's script asset; return its run id and the picker's digits."""
-    weights = encode_weights(net)
-    run = hashlib.sha256(base64.b64decode(weights)).hexdigest()[:16]  # the weights themselves name the run
+def run_id(net_doc: dict) -> str:
+    """The run's name: the first 16 hex digits of the SHA-256 of its layers (the weights name the run)."""
+    return hashlib.sha256(json.dumps(net_doc["layers"], sort_keys=True).encode("ascii")).hexdigest()[:16]
+
+
+def write_asset(
+    path: Path, net: MNISTNet, X: torch.Tensor, y: torch.Tensor, first_index: int, weights: str = WEIGHTS
+) -> dict:
+    """Write the page's script asset; return its run id and the picker's digits.
+
+    Everything is checked before anything is written: the page shows an
+    MNISTNet with finite weights, and X, y are normalised 28x28 digits with
+    labels 0-9, at least one of them.
+
+    Raises:
+        ValueError: what is wrong, naming the argument.
+    """
+    if type(net) is not MNISTNet:
+        raise ValueError(f"net: the feature-maps page shows an MNISTNet, got {type(net).__name__}")
+    if not isinstance(X, torch.Tensor) or X.dim() != 4 or tuple(X.shape[1:]) != (1, 28, 28) or not len(X):
+        got = tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__
+        raise ValueError(f"X: expected at least one normalised digit, shape (n, 1, 28, 28), got {got}")
+    if not torch.isfinite(X).all():
+        raise ValueError("X: holds NaN or infinite values")
+    if not isinstance(y, torch.Tensor) or y.shape != (len(X),) or y.is_floating_point():
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"y: expected {len(X)} integer labels, one per digit of X, got {got}")
+    if len(y) and not ((y >= 0) & (y <= 9)).all():
+        bad = int(y[(y < 0) | (y > 9)][0])
+        raise ValueError(f"y: expected labels 0 to 9, got {bad}")
+    if isinstance(first_index, bool) or not isinstance(first_index, int) or first_index < 0:
+        raise ValueError(f"first_index: expected an int >= 0, got {first_index!r}")
+    doc = export_net(net, weights)  # checks the weights are finite, and that the layers are the forward
     chosen = picker_digits(y)
+    run = run_id(doc)
     asset = {
         "run": run,
         "model": "MNISTNet",
-        "weights": weights,
+        "net": doc,
         "digits": {
             "labels": [int(y[k]) for k in chosen],
             "indices": [first_index + k for k in chosen],  # positions in MNIST's 10,000-digit test set
@@ -97,10 +125,10 @@ def write_asset(path: Path, net: MNISTNet, X: torch.Tensor, y: torch.Tensor, fir
     text = (
         "// MNISTNet's weights for the feature-maps page, written by `python -m benchmarks`\n"
         "// (benchmarks/livenet.py) with the figures of the same run. Do not edit.\n"
-        f"window.LIVENET_ASSET = {json.dumps(asset)};\n"
+        f"{PREFIX}{json.dumps(asset)};\n"
     )
     write_text_atomic(path, text)
-    return {"run": run, "picker_digits": len(chosen)}
+    return {"run": run, "weights": weights, "picker_digits": len(chosen)}
 
 
 def _in_chromium(images: str, asset: Path, rounds: int) -> tuple[list, list, str]:
@@ -116,7 +144,7 @@ def _in_chromium(images: str, asset: Path, rounds: int) -> tuple[list, list, str
             page.add_script_tag(path=str(asset))
             logits = page.evaluate(
                 """images => {
-              const net = LiveNet.decode(window.LIVENET_ASSET.weights);
+              const net = LiveNet.load(window.LIVENET_ASSET.net);
               const all = new Float32Array(LiveNet.bytesOf(images).buffer), out = [];
               for (let k = 0; k < all.length / 784; k++) {
                 out.push(Array.from(LiveNet.forward(net, all.subarray(k * 784, (k + 1) * 784)).logits));
@@ -127,7 +155,7 @@ def _in_chromium(images: str, asset: Path, rounds: int) -> tuple[list, list, str
             )
             times = page.evaluate(
                 """rounds => {
-              const net = LiveNet.decode(window.LIVENET_ASSET.weights);
+              const net = LiveNet.load(window.LIVENET_ASSET.net);
               const x = new Float32Array(784).fill(-0.4242);
               for (let k = 0; k < 20; k++) LiveNet.forward(net, x);  // warm-up: the JIT compiles the loops
               const times = [];
@@ -146,10 +174,14 @@ def _in_chromium(images: str, asset: Path, rounds: int) -> tuple[list, list, str
     return logits, times, version
 
 
-def browser_check(net: MNISTNet, X: torch.Tensor, y: torch.Tensor, asset: Path, quick: bool) -> dict:
-    """Run livenet.js with the asset's weights on every digit of X in headless Chromium, and time it."""
+def browser_check(X: torch.Tensor, y: torch.Tensor, asset: Path, quick: bool) -> dict:
+    """Run livenet.js with the asset's weights on every digit of X in headless Chromium, and time it.
+
+    PyTorch runs the same weights, read back from the asset (int8 ones dequantised).
+    """
     if not Path(CHROMIUM).exists():
         return {"skipped": f"Chromium not found at {CHROMIUM}"}
+    net = read_net(read_asset(asset)["net"])
     with torch.no_grad():
         torch_logits = net.eval()(X.cpu()).numpy()
     images = base64.b64encode(X.cpu().numpy().astype("<f4").tobytes()).decode("ascii")
@@ -187,5 +219,6 @@ def export(net: MNISTNet, test_loader, out_dir: Path, quick: bool = False, first
     record = {"asset": ASSET, **write_asset(path, net, X, y, first_index)}
     record["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     record["bytes"] = path.stat().st_size
-    record["browser"] = browser_check(net, X, y, path, quick)
+    record["gzip_bytes"] = len(gzip.compress(path.read_bytes(), 9))  # what a server that compresses sends
+    record["browser"] = browser_check(X, y, path, quick)
     return record

@@ -1,14 +1,15 @@
 /* The feature-maps page's live network: a drawing pad, the 28x28 input, every layer, the prediction.
  *
- * The arithmetic lives elsewhere: livenet.js is MNISTNet's forward pass,
- * livenet-digits.js MNIST's preprocessing. This file draws and listens.
- * The weights come from livenet-weights.js (written by `python -m benchmarks`),
- * loaded as a script next to this one: from file:// a script loads where
- * fetch() is refused.
+ * The arithmetic lives elsewhere: livenet.js runs a network's list of layers,
+ * livenet-digits.js does MNIST's preprocessing. This file draws and listens.
+ * The page's network comes from livenet-weights.js (written by `python -m
+ * benchmarks`), loaded as a script next to this one when the widget comes
+ * into view: from file:// a script loads where fetch() is refused. A reader's
+ * own network (`cnnlesson export`) comes from a file picker (FileReader).
  *
  * Each widget (<div class="livenet">) gets `root.livenet`, a small API for
  * scripts: pick(k), clear(), placeDigit(pixels, x, y, size), select(layer,
- * map, row, col), setWeights(base64), state(), ink().
+ * map, row, col), setNetwork(doc, label), state(), ink().
  */
 (function () {
   "use strict";
@@ -16,14 +17,8 @@
   const SCRIPT_SRC = document.currentScript ? document.currentScript.src : "";
   const PAD = 280;  // the pad's own pixels; CSS scales it to the screen
   const STROKE = 20;  // pen width in pad pixels: after scaling to 20x20 about MNIST's two pixels
-  const LAYERS = [
-    { key: "conv1", name: "conv1 + ReLU", channels: 32, size: 28 },
-    { key: "pool1", name: "pool1", channels: 32, size: 14 },
-    { key: "conv2", name: "conv2 + ReLU", channels: 64, size: 14 },
-    { key: "pool2", name: "pool2", channels: 64, size: 7 },
-    { key: "fc1", name: "fc1 + ReLU", channels: 128, size: 1 },
-  ];
-  const FC_COLUMNS = 16;  // fc1's 128 units drawn as 8 rows of 16
+  const FC_COLUMNS = 16;  // a fully connected layer's units drawn in rows of 16 (fc1's 128: 8 rows)
+  const MAX_FILE = 16 * 1024 * 1024;  // bytes: a float32 CNNWithBN is 4.3 MB; nothing larger is read
   // Matplotlib's viridis, the colour scale of the page's static figure, at nine stops.
   const VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
     [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
@@ -34,20 +29,11 @@
     return VIRIDIS[k].map((a, i) => Math.round(a + f * (VIRIDIS[k + 1][i] - a)));
   }
 
-  // The input pixels (inclusive rows r0..r1, columns c0..c1) a unit depends on.
-  function receptiveField(layer, row, col) {
-    if (layer === "fc1") return { r0: 0, r1: 27, c0: 0, c1: 27 };
-    // Back from the unit's layer to the input: a 3x3 conv with padding 1 widens the
-    // region by a pixel on each side, a 2x2 pool with stride 2 doubles it.
-    const steps = { conv1: ["conv"], pool1: ["pool", "conv"], conv2: ["conv", "pool", "conv"],
-      pool2: ["pool", "conv", "pool", "conv"] }[layer];
-    let r0 = row, r1 = row, c0 = col, c1 = col;
-    for (const step of steps) {
-      if (step === "conv") { r0 -= 1; r1 += 1; c0 -= 1; c1 += 1; }
-      else { r0 *= 2; r1 = 2 * r1 + 1; c0 *= 2; c1 = 2 * c1 + 1; }
-    }
-    const clip = (v) => Math.min(Math.max(v, 0), 27);
-    return { r0: clip(r0), r1: clip(r1), c0: clip(c0), c1: clip(c1) };
+  // A stage's grid: maps are (channels, size, size); a fully connected layer's units are rows of FC_COLUMNS.
+  function gridOf(S) {
+    if (S.maps) return { count: S.shape[0], w: S.shape[2], h: S.shape[1] };
+    const w = Math.min(FC_COLUMNS, S.shape[0]);
+    return { count: 1, w, h: Math.ceil(S.shape[0] / w) };
   }
 
   function el(tag, attrs, children) {
@@ -67,11 +53,12 @@
   function build(root, asset) {
     let uid = 0;
     const id = (name) => `livenet-${name}-${++uid}`;
-    let net = LiveNet.decode(asset.weights);
+    const pageNet = LiveNet.load(asset.net);
+    let net = pageNet, netLabel = `the page's ${pageNet.model}`;
     const digits = asset.digits;
     const digitPixels = LiveNet.bytesOf(digits.pixels);
     let picked = null;  // index of the chosen held-out digit, or null for a drawing
-    let selected = { layer: "conv1", map: 0, row: 14, col: 14 };
+    let selected = { layer: net.stages[0].key, map: 0, row: 14, col: 14 };
     let last = null;
 
     root.textContent = "";
@@ -107,7 +94,7 @@
 
     // ---- the prediction ----------------------------------------------------------------------
     const live = el("p", { className: "livenet-prediction", "aria-live": "polite", "data-testid": "prediction" });
-    const bars = el("ol", { className: "livenet-bars", "data-testid": "probs", "aria-label": "Probability of each digit (fc2, then softmax)" });
+    const bars = el("ol", { className: "livenet-bars", "data-testid": "probs", "aria-label": "Probability of each digit (the last layer, then softmax)" });
     const barFills = [], barTexts = [];
     for (let d = 0; d < 10; d++) {
       const fill = el("span", { className: "livenet-fill" }), text = el("span", { className: "livenet-pct" });
@@ -118,15 +105,20 @@
         el("span", { className: "livenet-track", "aria-hidden": "true" }, [fill]), text,
       ]));
     }
-    const outBox = el("div", { className: "livenet-out" }, [
-      el("p", { className: "livenet-title", text: "fc2 → softmax: the 10 class probabilities" }), bars, live,
-    ]);
+    const outTitle = el("p", { className: "livenet-title" });
+    const outBox = el("div", { className: "livenet-out" }, [outTitle, bars, live]);
     root.append(el("div", { className: "livenet-top" }, [padBox, inputBox, outBox]));
+
+    // ---- load your own network ---------------------------------------------------------------
+    const load = loadControl(id, {
+      open(doc, fileName) { setNetwork(doc, `your ${doc.model || "network"} from ${fileName}`); },
+      reset() { setNetwork(null); },
+    });
+    root.append(load.box);
 
     // ---- the selected unit -------------------------------------------------------------------
     const layerId = id("layer"), mapId = id("map"), rowId = id("row"), colId = id("col");
-    const layerSelect = el("select", { id: layerId, "data-testid": "unit-layer" },
-      LAYERS.map((L) => el("option", { value: L.key, text: L.name })));
+    const layerSelect = el("select", { id: layerId, "data-testid": "unit-layer" });
     const mapInput = el("input", { id: mapId, type: "number", min: "0", step: "1", "data-testid": "unit-map" });
     const rowInput = el("input", { id: rowId, type: "number", min: "0", step: "1", "data-testid": "unit-row" });
     const colInput = el("input", { id: colId, type: "number", min: "0", step: "1", "data-testid": "unit-col" });
@@ -148,29 +140,39 @@
       el("span", { text: "the layer's largest value for this digit" }),
     ]);
     root.append(legend);
-    const views = {};
-    for (const L of LAYERS) {
-      const title = el("p", { className: "livenet-title" });
-      const grid = el("div", { className: `livenet-maps livenet-maps-${L.key}`, "data-testid": `maps-${L.key}` });
-      const canvases = [];
-      const count = L.key === "fc1" ? 1 : L.channels;
-      for (let c = 0; c < count; c++) {
-        const w = L.key === "fc1" ? FC_COLUMNS : L.size, h = L.key === "fc1" ? L.channels / FC_COLUMNS : L.size;
-        const canvas = el("canvas", { width: w, height: h, "data-map": String(c) });
-        canvases.push(canvas);
-        grid.append(el("div", { className: "livenet-stack" }, [canvas]));
-        canvas.addEventListener("click", (event) => {
-          const rect = canvas.getBoundingClientRect();
-          const x = Math.min(w - 1, Math.floor(((event.clientX - rect.left) / rect.width) * w));
-          const y = Math.min(h - 1, Math.floor(((event.clientY - rect.top) / rect.height) * h));
-          if (L.key === "fc1") select("fc1", y * FC_COLUMNS + x, 0, 0);
-          else select(L.key, c, y, x);
-        });
-      }
-      root.append(el("section", { className: "livenet-layer", "aria-label": L.name }, [title, grid]));
-      views[L.key] = { title, grid, canvases };
-    }
+    const layersBox = el("div", { className: "livenet-layers", "data-testid": "layers" });
+    root.append(layersBox);
+    let views = {};
     const mark = el("div", { className: "livenet-mark", "data-testid": "mark" });
+
+    // The layer picker and one grid of canvases per stage of `net`, made anew for each network.
+    function drawLayers() {
+      layerSelect.textContent = "";
+      for (const S of net.stages) layerSelect.append(el("option", { value: S.key, text: S.name }));
+      layersBox.textContent = "";
+      views = {};
+      for (const S of net.stages) {
+        const title = el("p", { className: "livenet-title" });
+        const grid = el("div", { className: `livenet-maps livenet-maps-${S.maps ? "conv" : "fc"}`, "data-testid": `maps-${S.key}` });
+        const { count, w, h } = gridOf(S), canvases = [];
+        for (let c = 0; c < count; c++) {
+          const canvas = el("canvas", { width: w, height: h, "data-map": String(c) });
+          canvases.push(canvas);
+          grid.append(el("div", { className: "livenet-stack" }, [canvas]));
+          canvas.addEventListener("click", (event) => {
+            const rect = canvas.getBoundingClientRect();
+            const x = Math.min(w - 1, Math.floor(((event.clientX - rect.left) / rect.width) * w));
+            const y = Math.min(h - 1, Math.floor(((event.clientY - rect.top) / rect.height) * h));
+            if (!S.maps) select(S.key, Math.min(y * w + x, S.shape[0] - 1), 0, 0);
+            else select(S.key, c, y, x);
+          });
+        }
+        layersBox.append(el("section", { className: "livenet-layer", "aria-label": S.name }, [title, grid]));
+        views[S.key] = { title, grid, canvases };
+      }
+      outTitle.textContent = `${net.layers[net.layers.length - 1].name} → softmax: the 10 class probabilities`;
+    }
+    drawLayers();
 
     // ---- drawing -----------------------------------------------------------------------------
     function ink() {
@@ -265,7 +267,7 @@
       const image = picked !== null
         ? Float64Array.from(digitPixels.subarray(784 * picked, 784 * (picked + 1)), (v) => v / 255)
         : LiveDigits.preprocess(ink(), PAD, PAD);
-      const x = LiveDigits.normalise(image);
+      const x = LiveDigits.normalise(LiveNet.padImage(image, net.pad));  // LeNet-5: 32x32, black border
       const acts = LiveNet.forward(net, x);
       const probs = LiveNet.softmax(acts.logits);
       const empty = !image.some((v) => v > 0);
@@ -278,12 +280,13 @@
       }
       inputCtx.putImageData(img, 0, 0);
 
-      for (const L of LAYERS) {
-        const values = acts[L.key], view = views[L.key];
+      for (const S of net.stages) {
+        const values = acts[S.key], view = views[S.key], grid = gridOf(S);
         let top = 0;
         for (const v of values) if (v > top) top = v;
-        view.title.textContent = `${L.name}: ${L.key === "fc1" ? "128 units" : `${L.channels} maps of ${L.size}×${L.size}`}, largest value ${fmt(top, 2)}`;
-        const per = L.key === "fc1" ? values.length : L.size * L.size;
+        const what = S.maps ? `${S.shape[0]} maps of ${S.shape[1]}×${S.shape[2]}` : `${S.shape[0]} units`;
+        view.title.textContent = `${S.name}: ${what}, largest value ${fmt(top, 2)}`;
+        const per = S.maps ? grid.w * grid.h : values.length;
         view.canvases.forEach((canvas, c) => {
           const cctx = canvas.getContext("2d"), cimg = cctx.createImageData(canvas.width, canvas.height);
           for (let i = 0; i < per; i++) cimg.data.set([...viridis(top > 0 ? values[c * per + i] / top : 0), 255], 4 * i);
@@ -304,12 +307,35 @@
       showUnit();
     }
 
-    // ---- the selected unit: its value, receptive field, and for conv1 its arithmetic ---------
+    // ---- the network on show: the page's, or one the reader loaded ------------------------------
+    // Everything is checked (LiveNet.load) before anything changes: a bad file leaves the network as it was.
+    function setNetwork(doc, label) {
+      const next = doc === null ? pageNet : LiveNet.load(doc);
+      net = next;
+      netLabel = doc === null ? `the page's ${pageNet.model}` : label;
+      root.dataset.network = doc === null ? "page" : "loaded";
+      drawLayers();
+      load.showing(netLabel, doc !== null);
+      selected = { layer: net.stages[0].key, map: 0, row: 0, col: 0 };
+      update(true);
+      selectStrongest();
+    }
+
+    // The first stage's strongest unit: for a conv layer, its arithmetic ends in a value above 0.
+    function selectStrongest() {
+      const S = net.stages[0], grid = gridOf(S), k = LiveNet.argmax(last.acts[S.key]);
+      if (S.maps) select(S.key, Math.floor(k / (grid.w * grid.h)), Math.floor((k % (grid.w * grid.h)) / grid.w), k % grid.w);
+      else select(S.key, k, 0, 0);
+    }
+
+    // ---- the selected unit: its value, receptive field, and for the first conv layer its arithmetic ----
     function select(layer, map, row, col) {
-      const L = LAYERS.find((candidate) => candidate.key === layer);
-      if (!L) throw new Error(`layer: expected one of ${LAYERS.map((c) => c.key).join(", ")}, got ${layer}`);
+      const S = net.stages.find((candidate) => candidate.key === layer);
+      if (!S) throw new Error(`layer: expected one of ${net.stages.map((c) => c.key).join(", ")}, got ${layer}`);
       const clamp = (v, hi) => Math.min(Math.max(Number.isFinite(v) ? Math.round(v) : 0, 0), hi);
-      selected = { layer, map: clamp(map, L.channels - 1), row: clamp(row, L.size - 1), col: clamp(col, L.size - 1) };
+      selected = S.maps
+        ? { layer, map: clamp(map, S.shape[0] - 1), row: clamp(row, S.shape[1] - 1), col: clamp(col, S.shape[2] - 1) }
+        : { layer, map: clamp(map, S.shape[0] - 1), row: 0, col: 0 };
       showUnit();
     }
 
@@ -322,29 +348,31 @@
     function cell(value, extra) {
       return el("td", { "data-value": String(value), ...(extra || {}) }, [fmt(value)]);
     }
-    function table3(caption, values, testid) {
+    function tableK(caption, values, k, testid) {
       const body = el("tbody");
-      for (let r = 0; r < 3; r++) body.append(el("tr", {}, [0, 1, 2].map((c) => cell(values[3 * r + c]))));
+      for (let r = 0; r < k; r++) body.append(el("tr", {}, Array.from({ length: k }, (_, c) => cell(values[k * r + c]))));
       return el("table", { className: "livenet-grid3", "data-testid": testid }, [el("caption", { text: caption }), body]);
     }
+    const valueSpan = (v) => el("span", { "data-value": String(v), text: fmt(v) });
 
     function showUnit() {
       if (!last) return;
       const { layer, map, row, col } = selected;
-      const L = LAYERS.find((candidate) => candidate.key === layer), fc = layer === "fc1";
+      const S = net.stages.find((candidate) => candidate.key === layer), fc = !S.maps, grid = gridOf(S);
       layerSelect.value = layer;
       mapLabel.textContent = fc ? "Unit" : "Map";
-      mapInput.max = String(L.channels - 1);
-      rowInput.max = colInput.max = String(L.size - 1);
+      mapInput.max = String(S.shape[0] - 1);
+      rowInput.max = String(fc ? 0 : S.shape[1] - 1);
+      colInput.max = String(fc ? 0 : S.shape[2] - 1);
       if (document.activeElement !== mapInput) mapInput.value = String(map);
       if (document.activeElement !== rowInput) rowInput.value = String(row);
       if (document.activeElement !== colInput) colInput.value = String(col);
       rowInput.disabled = colInput.disabled = fc;
-      const value = fc ? last.acts.fc1[map] : last.acts[layer][(map * L.size + row) * L.size + col];
-      const rf = receptiveField(layer, row, col);
+      const value = fc ? last.acts[layer][map] : last.acts[layer][(map * S.shape[1] + row) * S.shape[2] + col];
+      const rf = LiveNet.receptiveField(net, layer, row, col);
       const rows = rf.r1 - rf.r0 + 1, cols = rf.c1 - rf.c0 + 1;
       const where = fc ? `unit ${map}` : `map ${map}, row ${row}, column ${col}`;
-      unitText.textContent = `${L.name}, ${where}: ${fmt(value)}. It sees input rows ${rf.r0}–${rf.r1} and columns ${rf.c0}–${rf.c1}`
+      unitText.textContent = `${S.name}, ${where}: ${fmt(value)}. It sees input rows ${rf.r0}–${rf.r1} and columns ${rf.c0}–${rf.c1}`
         + ` (${rows}×${cols} pixels${fc ? ", the whole image" : ""}).`;
       root.dataset.unitValue = String(value);
 
@@ -355,59 +383,124 @@
       // The mark on the selected unit's map.
       const canvas = views[layer].canvases[fc ? 0 : map];
       canvas.parentElement.append(mark);
-      const w = fc ? FC_COLUMNS : L.size, h = fc ? L.channels / FC_COLUMNS : L.size;
-      const [my, mx] = fc ? [Math.floor(map / FC_COLUMNS), map % FC_COLUMNS] : [row, col];
-      Object.assign(mark.style, { top: `${(100 * my) / h}%`, left: `${(100 * mx) / w}%`,
-        height: `${100 / h}%`, width: `${100 / w}%` });
+      const [my, mx] = fc ? [Math.floor(map / grid.w), map % grid.w] : [row, col];
+      Object.assign(mark.style, { top: `${(100 * my) / grid.h}%`, left: `${(100 * mx) / grid.w}%`,
+        height: `${100 / grid.h}%`, width: `${100 / grid.w}%` });
 
       sumBox.textContent = "";
-      if (layer !== "conv1") return;
-      // conv1: the 3x3 input patch (zeros where the padding is), the kernel, their products, the sum.
-      const weight = net["conv1.weight"], bias = net["conv1.bias"][map];
-      const patch = [], kernel = [], products = [];
-      for (let dy = -1; dy <= 1; dy++) {
-        for (let dx = -1; dx <= 1; dx++) {
-          const r = row + dy, c = col + dx, inside = r >= 0 && r < 28 && c >= 0 && c < 28;
-          const k = weight[map * 9 + (dy + 1) * 3 + (dx + 1)];
-          patch.push(inside ? last.x[r * 28 + c] : 0);
-          kernel.push(k);
-          products.push(patch[patch.length - 1] * k);
+      const first = net.layers[S.first];
+      if (S !== net.stages[0] || first.type !== "conv2d" || first.inShape[0] !== 1) return;
+      sumBox.append(...arithmetic(S, first, map, row, col));
+    }
+
+    // The first conv layer's unit: its k x k input patch (zeros where the padding is), the kernel,
+    // their products and the sum plus bias; then batch norm, if the stage has one, and ReLU.
+    function arithmetic(S, L, map, row, col) {
+      const k = L.k, side = L.inShape[1], patch = [], kernel = [], products = [];
+      for (let dy = 0; dy < k; dy++) {
+        for (let dx = 0; dx < k; dx++) {
+          const r = row * L.s - L.p + dy, c = col * L.s - L.p + dx, inside = r >= 0 && r < side && c >= 0 && c < side;
+          const w = L.weight[(map * k + dy) * k + dx];
+          patch.push(inside ? last.x[r * side + c] : 0);
+          kernel.push(w);
+          products.push(patch[patch.length - 1] * w);
         }
       }
-      const sum = products.reduce((a, b) => a + b, 0), z = sum + bias;
-      const result = el("p", { className: "livenet-sum-line", "data-testid": "unit-sum-line" }, [
-        "sum of the 9 products ", el("span", { "data-value": String(sum), text: fmt(sum) }),
-        " + bias ", el("span", { "data-value": String(bias), text: fmt(bias) }),
-        " = ", el("span", { "data-value": String(z), text: fmt(z) }),
-        "; ReLU keeps ", el("span", { "data-value": String(Math.max(z, 0)), text: fmt(Math.max(z, 0)) }),
-        `, the value of map ${map} at row ${row}, column ${col}.`,
-      ]);
-      sumBox.append(
+      const sum = products.reduce((a, b) => a + b, 0), bias = L.bias[map], z = sum + bias;
+      const parts = ["sum of the ", String(k * k), " products ", valueSpan(sum), " + bias ", valueSpan(bias), " = ", valueSpan(z)];
+      let v = z;
+      for (let i = S.first + 1; i <= S.last; i++) {
+        const B = net.layers[i];
+        if (B.type === "batchnorm") {
+          v = (v - B.running_mean[map]) / Math.sqrt(B.running_var[map] + B.eps) * B.weight[map] + B.bias[map];
+          parts.push(`; ${B.name} (batch norm: minus the mean ${fmt(B.running_mean[map])}, over √(variance + eps), × ${fmt(B.weight[map])}, + ${fmt(B.bias[map])}) gives `, valueSpan(v));
+        } else if (B.type === "relu") {
+          v = Math.max(v, 0);
+          parts.push("; ReLU keeps ", valueSpan(v));
+        }
+      }
+      parts.push(`, the value of map ${map} at row ${row}, column ${col}.`);
+      return [
         el("div", { className: "livenet-grids" }, [
-          table3("input patch (normalised)", patch, "unit-patch"), el("span", { className: "livenet-op", text: "×" }),
-          table3(`kernel ${map}`, kernel, "unit-kernel"), el("span", { className: "livenet-op", text: "=" }),
-          table3("products", products, "unit-products"),
+          tableK("input patch (normalised)", patch, k, "unit-patch"), el("span", { className: "livenet-op", text: "×" }),
+          tableK(`kernel ${map}`, kernel, k, "unit-kernel"), el("span", { className: "livenet-op", text: "=" }),
+          tableK("products", products, k, "unit-products"),
         ]),
-        result,
-      );
+        el("p", { className: "livenet-sum-line", "data-testid": "unit-sum-line" }, parts),
+      ];
     }
 
     root.livenet = {
       pick, clear,
       placeDigit(pixels, x, y, size) { picked = null; picker.value = ""; paint(pixels, x, y, size); update(true); },
       select(layer, map, row, col) { select(layer, map, row, col); },
-      setWeights(base64) { net = LiveNet.decode(base64); update(true); },
-      receptiveField,
+      setNetwork(doc, label) { setNetwork(doc, label || "a network set by a script"); },
+      receptiveField: (layer, row, col) => LiveNet.receptiveField(net, layer, row, col),
       ink: () => Array.from(ink()),
       state: () => ({
         input: Array.from(last.image), predicted: last.predicted, empty: last.empty, probs: last.probs,
         logits: Array.from(last.acts.logits), selected: { ...selected }, rf: rfBox.dataset.rf,
+        network: netLabel, layers: net.stages.map((S) => S.key),
+        maps: Object.fromEntries(net.stages.map((S) => [S.key, Array.from(last.acts[S.key])])),
       }),
     };
+    root.dataset.network = "page";
+    load.showing(netLabel, false);
     pick(digits.labels.indexOf(3) >= 0 ? digits.labels.indexOf(3) : 0);  // start on a held-out 3
-    // ...with the strongest conv1 unit selected: its arithmetic ends in a value above 0.
-    const strongest = LiveNet.argmax(last.acts.conv1);
-    select("conv1", Math.floor(strongest / 784), Math.floor((strongest % 784) / 28), strongest % 28);
+    selectStrongest();
+  }
+
+  // ---- "Load your own network": a file picker, read with FileReader (works from file://) --------
+  // The file is checked for size before it is read, parsed as JSON, and handed to `open`,
+  // which checks every field before anything changes; what goes wrong is one line of text.
+  function loadControl(id, { open, reset }) {
+    const fileId = id("file");
+    const file = el("input", { id: fileId, type: "file", accept: ".json,application/json", "data-testid": "load-file" });
+    const back = el("button", { type: "button", className: "md-button livenet-back", "data-testid": "load-reset",
+      text: "Back to the page's network" });
+    const status = el("p", { className: "livenet-load-status", role: "status", "data-testid": "load-status" });
+    const box = el("div", { className: "livenet-load livenet-controls" }, [
+      el("label", { for: fileId, text: "Load your own network (from cnnlesson export):" }), file, back, status,
+    ]);
+    const say = (text, failed) => {
+      status.textContent = text;  // text only: nothing in a file is ever rendered as HTML
+      status.classList.toggle("livenet-load-error", Boolean(failed));
+    };
+    file.addEventListener("change", () => {
+      const chosen = file.files && file.files[0];
+      file.value = "";  // choosing the same file again reads it again
+      if (!chosen) return;
+      const name = chosen.name.length > 60 ? chosen.name.slice(0, 57) + "..." : chosen.name;
+      if (chosen.size > MAX_FILE) {
+        say(`Not loaded: ${name} is ${(chosen.size / 1048576).toFixed(1)} MB; a network file is at most ${MAX_FILE / 1048576} MB. The network shown is unchanged.`, true);
+        return;
+      }
+      const reader = new FileReader();
+      reader.onerror = () => say(`Not loaded: ${name} could not be read. The network shown is unchanged.`, true);
+      reader.onload = () => {
+        let doc;
+        try {
+          doc = JSON.parse(reader.result);
+        } catch (err) {
+          say(`Not loaded: ${name} is not JSON (a truncated file?). The network shown is unchanged.`, true);
+          return;
+        }
+        try {
+          open(doc, name);
+        } catch (err) {
+          say(`Not loaded: ${name}: ${err.message}. The network shown is unchanged.`, true);
+        }
+      };
+      reader.readAsText(chosen);
+    });
+    back.addEventListener("click", () => reset());
+    return {
+      box,
+      showing(label, loaded) {
+        back.hidden = !loaded;
+        say(`Showing ${label}.`, false);
+      },
+    };
   }
 
   // ---- page wiring: load the weights once, then build each widget ----------------------------
@@ -426,10 +519,28 @@
     return loading;
   }
 
+  // The weights (about half a megabyte) load when a widget comes near the screen, not with the page;
+  // printing loads them too, so that paper shows the network.
   function init() {
     const roots = [...document.querySelectorAll(".livenet")].filter((root) => !root.dataset.livenetStarted);
     if (!roots.length) return;
     roots.forEach((root) => { root.dataset.livenetStarted = "1"; });
+    if (!("IntersectionObserver" in window)) {
+      start(roots);
+      return;
+    }
+    const observer = new IntersectionObserver((entries) => {
+      if (!entries.some((entry) => entry.isIntersecting)) return;
+      observer.disconnect();
+      start(roots);
+    }, { rootMargin: "600px 0px" });
+    roots.forEach((root) => observer.observe(root));
+    window.addEventListener("beforeprint", () => { observer.disconnect(); start(roots); }, { once: true });
+  }
+
+  function start(roots) {
+    if (roots.started) return;
+    roots.started = true;
     loadAsset().then((asset) => {
       roots.forEach((root) => {
         try {
