@@ -8,6 +8,7 @@ exit with status 1. Ctrl-C ends it by SIGINT, after one line on what was saved.
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import signal
@@ -21,7 +22,7 @@ import cnnlesson
 import cnnlesson.device
 from cnnlesson import models
 from cnnlesson.checkpoint import load_model
-from cnnlesson.files import atomic_path, lock_folder
+from cnnlesson.files import atomic_path, check_can_create, lock_folder, write_text_atomic
 from cnnlesson.train import EPOCHS_MAX, SEED_MAX, evaluate, train, write_history
 
 # `data` (torchvision) and `viz` (matplotlib) are imported by the commands that
@@ -131,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint.pt written by train (required)")
     _add_common(p)
 
+    p = commands.add_parser(
+        "export", help="write an MNIST model's layers and weights as JSON, for the feature-maps page's live network"
+    )
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=_folder, required=True, help="the JSON file to write, such as my-net.json")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(device="cpu")  # nothing runs on a device: the weights are read and written
+
     p = commands.add_parser("visualize", help="write feature-map, filter, curve and prediction PNGs")
     p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint.pt written by train (required)")
     p.add_argument("--out", type=_folder, required=True, help="folder for the four PNG files (required)")
@@ -182,11 +191,8 @@ def _check_writable(folder: Path) -> None:
     """Create `folder` if missing and a new file in it, so a bad --out fails before any work."""
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"--out: {folder} is a file, not a folder")
-    probe = folder / ".cnnlesson-write-test"
     try:
-        with atomic_path(probe) as tmp:
-            tmp.write_bytes(b"")
-        probe.unlink()
+        check_can_create(folder)  # a probe file of a new name: no file already in --out is touched
     except OSError as err:
         raise OSError(f"--out: cannot create files in {folder} ({err.strerror or err})") from None
 
@@ -356,6 +362,28 @@ def _cmd_visualize(args, parser, device) -> int:
     return 0
 
 
+def _cmd_export(args, parser, device) -> int:
+    from cnnlesson import export
+
+    out = args.out
+    if os.path.lexists(out) and not out.is_file():
+        raise IsADirectoryError(f"--out: {out} is not a file (a folder?); name a file such as my-net.json")
+    if out.exists() and not args.overwrite:
+        parser.error(f"--out {out} already exists; pass --overwrite to replace it")
+    net, state = load_model(args.checkpoint)  # also checks the weights are finite and fit the model
+    model = state["meta"]["model"]
+    dataset = state["meta"].get("dataset", _dataset_of(model))
+    if dataset != "mnist" or _dataset_of(model) != "mnist":
+        raise ValueError(
+            f"checkpoint: {args.checkpoint} holds {model} trained on {dataset}; the page runs MNIST models "
+            "(mnistnet, lenet5, cnnwithbn trained with --dataset mnist)"
+        )
+    text = json.dumps(export.export_net(net))  # every check passed: only now is anything written
+    write_text_atomic(out, text)
+    print(f"wrote {out} ({model}, {len(text) / 1e6:.1f} MB); load it on the feature-maps page ('Load your own network')")
+    return 0
+
+
 def _one_line(message: str) -> str:
     """`message` on one line, with control characters (a NUL in a crafted path) escaped."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(message.split()))
@@ -374,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         # get_device names the value "device" (the argument) or CNNLESSON_DEVICE; here the argument is --device.
         parser.error(str(err) if args.device is None else "--device: " + str(err).removeprefix("device: "))
-    command = {"train": _cmd_train, "evaluate": _cmd_evaluate, "visualize": _cmd_visualize}[args.command]
+    commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "visualize": _cmd_visualize, "export": _cmd_export}
+    command = commands[args.command]
     try:
         return command(args, parser, device)
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["FolderLockedError", "LOCK_NAME", "atomic_path", "lock_folder", "write_text_atomic"]
+__all__ = ["FolderLockedError", "LOCK_NAME", "atomic_path", "check_can_create", "lock_folder", "write_text_atomic"]
 
 LOCK_NAME = ".cnnlesson.lock"
 # Temporary files are named ".NAME.PID-TOKEN.tmpSUFFIX": the PID tells a later
@@ -110,7 +110,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphans(path)
     # Keep the suffix so writers that infer a format from it (savefig) work.
-    tmp = _create_temp(path)
+    try:
+        tmp = _create_temp(path)
+    except OSError as err:  # a disk out of inodes refuses the new file itself
+        if err.errno in _DISK_FULL:
+            raise OSError(f"the disk is full: cannot write {path}") from None
+        raise
     try:
         yield tmp
         _fsync(tmp)
@@ -122,6 +127,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_can_create(folder: str | os.PathLike) -> Path:
+    """Create `folder` if missing, then a new file in it, and remove that file again; return the folder.
+
+    The probe file gets a name no file has yet (random, and created with
+    O_EXCL, which fails on any existing name), so no file already in the
+    folder is touched, whatever its name.
+
+    Raises:
+        OSError: `folder` cannot be made, or no file can be created in it (the OS's reason in `strerror`).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / ".cnnlesson-write-test"
+    _remove_orphans(probe)  # probes of earlier runs killed between the create and the unlink below
+    tmp = folder / _TMP_NAME.format(name=probe.name, pid=os.getpid(), token=secrets.token_hex(8), suffix="")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # O_EXCL: never an existing name
+    tmp.unlink()
+    return folder
+
+
+def what_is(path: str | os.PathLike) -> str:
+    """What is at `path`, in words ("a folder", "a symbolic link loop", ...), for errors that expected a plain file."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        if not os.path.islink(path):
+            return "nothing" if isinstance(err, FileNotFoundError) else f"unreadable ({err.strerror})"
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket"}
+    kind = next((name for test, name in kinds.items() if test(info.st_mode)), None)
+    if kind is None:
+        kind = "a file" if stat.S_ISREG(info.st_mode) else "a device"
+    return f"a symbolic link to {kind}" if os.path.islink(path) else kind
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

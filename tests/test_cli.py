@@ -88,6 +88,18 @@ def test_visualize_writes_pngs(trained, tmp_path, capsys):
     assert all((tmp_path / n).read_bytes()[:4] == b"\x89PNG" for n in names)
 
 
+@pytest.mark.parametrize("command", ["train", "visualize"])
+def test_a_file_named_like_the_write_probe_survives(command, trained, mnist_root, tmp_path, capsys):
+    (tmp_path / ".cnnlesson-write-test").write_text("mine")
+    argv = {
+        "train": ["--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root), "--epochs", "1"],
+        "visualize": ["--checkpoint", str(trained / "checkpoint.pt")],
+    }[command]
+    status, _, err = run(capsys, command, *argv, "--device", "cpu", "--out", str(tmp_path))
+    assert status == 0, err
+    assert (tmp_path / ".cnnlesson-write-test").read_text() == "mine"
+
+
 def test_resume_continues_the_history(trained, mnist_root, tmp_path, capsys):
     shutil.copy(trained / "checkpoint.pt", tmp_path / "checkpoint.pt")
     status, out, _ = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 import cnnlesson
-from cnnlesson.files import LOCK_NAME, FolderLockedError, atomic_path, lock_folder, write_text_atomic
+from cnnlesson.files import (
+    LOCK_NAME,
+    FolderLockedError,
+    atomic_path,
+    check_can_create,
+    lock_folder,
+    write_text_atomic,
+)
 
 
 def test_replaces_the_file_on_success(tmp_path):
@@ -251,3 +258,30 @@ def test_a_full_disk_is_said_so_naming_the_file(tmp_path):
     ):
         raise OSError(28, "No space left on device")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_the_write_probe_touches_no_file_already_there(tmp_path):
+    # Any name the probe might pick, as a file, a folder or a dangling link: each is left as it was.
+    (tmp_path / ".cnnlesson-write-test").write_text("mine")
+    (tmp_path / "..cnnlesson-write-test.tmp").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert check_can_create(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert check_can_create(tmp_path) == tmp_path
+    assert (tmp_path / ".cnnlesson-write-test").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "new"])
+    assert list((tmp_path / "new" / "deeper").iterdir()) == []
+
+
+def test_the_write_probe_says_why_it_cannot_create(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def full(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            raise OSError(28, "No space left on device", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", full)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        check_can_create(tmp_path)
+    assert info.value.errno == 28 and list(tmp_path.iterdir()) == []
