@@ -177,6 +177,12 @@ def test_keyboard_only_and_live_output(explorer):
     live = ex.tid("calc")
     assert live.get_attribute("aria-live") == "polite" and live.get_attribute("aria-atomic") == "true"
     assert ex.tid("error").get_attribute("role") == "alert"
+    # Dilation, the one setting the lesson does not teach, says what it does where it appears, tied to the control.
+    hint = ex.tid("dilation").evaluate(
+        "d => { const h = document.getElementById(d.getAttribute('aria-describedby') || '');"
+        " return h && h.checkVisibility() ? h.textContent : ''; }"
+    )
+    assert "dilation" in hint.lower() and "pixel" in hint, f"the Dilation control's description: {hint!r}"
     ex.tid("input-preset").focus()
     reached = []
     for _ in range(12):  # the widget's controls, in reading order

@@ -237,6 +237,8 @@
   }
 
   // ---- one widget -----------------------------------------------------------
+  let hintCount = 0;   // unique ids for the hints, one explorer or several on a page
+
   function build(root) {
     const mode = root.dataset.mode === "pool" ? "pool" : "conv";
     root.textContent = "";
@@ -281,6 +283,11 @@
       ui.kernelText = el("textarea", { rows: 4, spellcheck: "false", "data-testid": "kernel-text",
         "aria-description": "One row per line, numbers or fractions like 1/9" });
       ui.dilation = numberInput("dilation", 1, 1);
+      // One line where the control appears: dilation is the one setting the lesson does not teach.
+      ui.dilationHint = el("p", { class: "cnnx-hint", id: "cnnx-dilation-hint-" + (++hintCount),
+        "data-testid": "dilation-hint",
+        text: "Dilation spaces the kernel's taps apart: at 2 they read every second pixel." });
+      ui.dilation.setAttribute("aria-describedby", ui.dilationHint.id);
       ui.kernelGrid = el("div", { class: "cnnx-grid cnnx-grid--kernel", "data-testid": "kernel" });
       ui.kernelCaption = el("span");
       controls.push(field("Kernel", ui.kernelPreset), field("Stride", ui.stride),
@@ -304,6 +311,7 @@
       "aria-label": "Grids. Arrow keys move the window, Home and End jump." }, ...figures);
     root.append(
       el("div", { class: "cnnx-controls" }, ...controls),
+      ...(ui.dilationHint ? [ui.dilationHint] : []),
       el("div", { class: "cnnx-texts" }, ...texts),
       ui.error,
       stage,
