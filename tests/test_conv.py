@@ -499,3 +499,28 @@ def test_page_conv2d_numpy_behaves_like_the_package(digit_roots):
         np.testing.assert_allclose(
             page_conv(image, kernel), conv2d(image[None, None], kernel[None, None])[0, 0], rtol=1e-12, atol=1e-9
         )
+
+
+# --- channels come right after the convolution operation, as in d2l, and their formula lives on one page -------
+
+
+def test_channels_come_before_pooling_and_their_formula_lives_on_one_page():
+    from mkdocs.utils import yaml_load
+
+    nav = yaml_load((DOCS.parent / "mkdocs.yml").read_text("utf-8"))["nav"]
+    lesson = [
+        next(iter(item.values())) for item in next(i["Lesson"] for i in nav if isinstance(i, dict) and "Lesson" in i)
+    ]
+    # Reading order: the lesson's pages in nav order, each page's headings in page order.
+    headings = [
+        (page, line)
+        for page in lesson
+        for line in (DOCS / page).read_text("utf-8").splitlines()
+        if line.startswith("## ")
+    ]
+    order = [heading for _, heading in headings]
+    assert order.index("## Channels") == order.index("## 1. Convolution operation") + 1, order
+    assert order.index("## Channels") < order.index("## Pooling"), order
+    formula = r"W[o, c, m, n]"
+    holders = [path.name for path in sorted(DOCS.rglob("*.md")) if formula in path.read_text("utf-8")]
+    assert holders == ["convolution.md"], f"the multi-channel formula is written on {holders}"
