@@ -380,7 +380,8 @@ def _cmd_export(args, parser, device) -> int:
         )
     text = json.dumps(export.export_net(net))  # every check passed: only now is anything written
     write_text_atomic(out, text)
-    print(f"wrote {out} ({model}, {len(text) / 1e6:.1f} MB); load it on the feature-maps page ('Load your own network')")
+    size = len(text) / 1e6
+    print(f"wrote {out} ({model}, {size:.1f} MB); open it with 'Load your own network' on the feature-maps page")
     return 0
 
 
