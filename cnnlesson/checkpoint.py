@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from cnnlesson._checks import is_int
-from cnnlesson.files import atomic_path
+from cnnlesson.files import atomic_path, what_is
 from cnnlesson.models import MODELS
 
 __all__ = ["load_checkpoint", "load_model", "save_checkpoint"]
@@ -32,9 +32,14 @@ _META_TYPES = {
     "pad": (int,),
     "seed": (int, type(None)),
     "standin": (bool,),
+    "batch_size": (int,),
 }
 # What cnnlesson.train.train records for every epoch.
 _RECORD_KEYS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "seconds", "images_per_second")
+# How a file torch.save wrote begins: a zip archive (since torch 1.6), or a pickle (the legacy format).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+# What torch.optim.Adam keeps for each parameter (amsgrad adds max_exp_avg_sq).
+_ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
 
 
 def save_checkpoint(
@@ -86,7 +91,12 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module | None = None, optim
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no file at {path}")
+        if not os.path.lexists(path):
+            raise FileNotFoundError(f"checkpoint: no file at {path}")
+        raise ValueError(f"checkpoint: {path} is not a file ({what_is(path)})")
+    problem = _format_problem(path)
+    if problem is not None:
+        raise ValueError(f"checkpoint: {path} is not a PyTorch checkpoint ({problem})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a refusal is one line, without torch's warnings
@@ -125,6 +135,29 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module, 
     net = MODELS[name]()
     apply_checkpoint(state, net, path=path)
     return net, state
+
+
+def _format_problem(path: Path) -> str | None:
+    """Why the file at `path` cannot be one torch.save wrote (text, JSON, an empty file); None if it may be.
+
+    Its content is never quoted: it may be anything (/proc/self/environ holds the environment).
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(512)
+    except OSError as err:
+        return f"it cannot be read: {err.strerror}"
+    if head.startswith(_TORCH_MAGIC):
+        return None
+    if not head:
+        return "it is empty"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:  # a character cut where the read ended is still text
+        text = head[: err.start].decode("utf-8") if err.reason == "unexpected end of data" else ""
+    if text and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "it holds text; torch.save writes a zip archive"
+    return "it is neither the zip archive torch.save writes nor a pickle"
 
 
 def _is_number(value) -> bool:
@@ -226,6 +259,99 @@ def _fit_problem(saved: dict, net: nn.Module) -> str | None:
     return None
 
 
+def _same(value, expected) -> bool:
+    """Whether a saved setting equals the optimizer's own: True is not 1, and [0.9, 0.999] is (0.9, 0.999)."""
+    if isinstance(expected, (tuple, list)):
+        return isinstance(value, (tuple, list)) and len(value) == len(expected) and all(map(_same, value, expected))
+    if expected is None or isinstance(expected, bool):
+        return value is expected
+    return _is_number(value) and value == expected
+
+
+def _groups_problem(groups: list, optimizer) -> str | None:
+    """How saved param_groups differ from `optimizer`'s own settings (lr aside: a resumed run sets it); None if not.
+
+    A file's maximize=True, a negative eps or betas=(2, 2) would make Adam
+    train the wrong way, or fail with an error that names none of them.
+    """
+    name = type(optimizer).__name__
+    for number, (group, own) in enumerate(zip(groups, optimizer.state_dict()["param_groups"])):
+        where = f"param_groups[{number}]"
+        if group["params"] != own["params"]:
+            return f"{where}['params'] is {group['params']!r:.60}, expected {own['params']!r:.60}"
+        if not (_is_number(group.get("lr")) and group["lr"] > 0):
+            return f"{where}['lr'] is {group.get('lr')!r:.40}, expected a positive finite number"
+        extra = [key for key in group if key not in own]
+        if extra:
+            return f"{where} has {extra[0]!r}, which {name} does not write"
+        for key, expected in own.items():
+            if key in ("params", "lr") or (key not in group and expected in (None, False)):
+                continue  # a setting newer than the torch that wrote the file is off by default
+            if key not in group:
+                return f"{where} lacks {key!r}"
+            if not _same(group[key], expected):
+                return (
+                    f"{where}['{key}'] is {group[key]!r:.40}, expected {expected!r} "
+                    f"as in the {name} it is loaded into (only lr may differ)"
+                )
+    return None
+
+
+def _moments_problem(entry: dict, param: torch.Tensor, where: str) -> str | None:
+    """What is wrong with one parameter's Adam state `entry` (its keys checked already); None if nothing."""
+    step = entry["step"]
+    if not isinstance(step, torch.Tensor) or step.dim() != 0 or step.is_complex() or step.dtype == torch.bool:
+        return f"{where}['step'] is {step!r:.40}, expected a number in a 0-dimensional tensor"
+    count = step.item()
+    if not (math.isfinite(count) and count >= 0 and count == int(count)):
+        return f"{where}['step'] is {count}, expected a whole number >= 0"
+    for key in sorted(set(entry) - {"step"}):
+        moment = entry[key]
+        if not isinstance(moment, torch.Tensor) or moment.dtype != param.dtype:
+            got = moment.dtype if isinstance(moment, torch.Tensor) else type(moment).__name__
+            return f"{where}['{key}'] holds {got}, its parameter {param.dtype}"
+        if moment.shape != param.shape:
+            return f"{where}['{key}'] is {tuple(moment.shape)}, its parameter {tuple(param.shape)}"
+        if not torch.isfinite(moment).all():
+            return f"{where}['{key}'] holds NaN or infinite values"
+        if key != "exp_avg" and (moment < 0).any():  # averages of squares
+            return f"{where}['{key}'] holds negative values"
+    return None
+
+
+def _check_optimizer_state(saved: dict, optimizer, path) -> None:
+    """Refuse an optimizer state `saved` that `optimizer` would fail on, or train the wrong way with.
+
+    Raises:
+        ValueError: one line naming the checkpoint and the field.
+    """
+    groups, own = saved["param_groups"], optimizer.param_groups
+    sizes, own_sizes = [len(g["params"]) for g in groups], [len(g["params"]) for g in own]
+    if sizes != own_sizes:
+        raise ValueError(
+            f"checkpoint: the optimizer state in {path} does not fit the model "
+            f"(parameter groups of {sizes} parameters in the file, {own_sizes} in the optimizer)"
+        )
+    problem = _groups_problem(groups, optimizer)
+    if problem is None and isinstance(optimizer, torch.optim.Adam):  # other optimizers keep other state
+        params = [(p, group["amsgrad"]) for group in own for p in group["params"]]  # in state_dict's numbering
+        for index, entry in saved["state"].items():
+            where = f"state[{index!r}]"
+            if not is_int(index) or not 0 <= index < len(params):
+                problem = f"{where} is for no parameter of the optimizer (it numbers them 0 to {len(params) - 1})"
+                break
+            param, amsgrad = params[index]
+            keys = [*_ADAM_STATE, *(["max_exp_avg_sq"] if amsgrad else [])]
+            if sorted(entry) != sorted(keys):
+                problem = f"{where} holds {', '.join(map(str, entry)) or 'nothing'}, expected {', '.join(keys)}"
+                break
+            problem = _moments_problem(entry, param, where)
+            if problem is not None:
+                break
+    if problem is not None:
+        raise ValueError(f"checkpoint: {path} has a bad optimizer_state: {problem}")
+
+
 def apply_checkpoint(
     state: dict, net: nn.Module | None = None, optimizer=None, path: str | os.PathLike = "checkpoint"
 ) -> None:
@@ -242,6 +368,7 @@ def apply_checkpoint(
             raise ValueError(f"checkpoint: weights in {path} do not fit {type(net).__name__}: {problem}")
         net.load_state_dict(state["model_state"])
     if optimizer is not None and state["optimizer_state"] is not None:
+        _check_optimizer_state(state["optimizer_state"], optimizer, path)
         try:
             optimizer.load_state_dict(state["optimizer_state"])
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
