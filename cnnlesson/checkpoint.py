@@ -337,12 +337,12 @@ def _check_optimizer_state(saved: dict, optimizer, path) -> None:
         params = [(p, group["amsgrad"]) for group in own for p in group["params"]]  # in state_dict's numbering
         for index, entry in saved["state"].items():
             where = f"state[{index!r}]"
-            if not is_int(index) or not 0 <= index < len(params):
+            if not (is_int(index) and 0 <= int(index) < len(params)):
                 problem = f"{where} is for no parameter of the optimizer (it numbers them 0 to {len(params) - 1})"
                 break
-            param, amsgrad = params[index]
+            param, amsgrad = params[int(index)]
             keys = [*_ADAM_STATE, *(["max_exp_avg_sq"] if amsgrad else [])]
-            if sorted(entry) != sorted(keys):
+            if set(entry) != set(keys):  # crafted keys need not even be strings: no sorting
                 problem = f"{where} holds {', '.join(map(str, entry)) or 'nothing'}, expected {', '.join(keys)}"
                 break
             problem = _moments_problem(entry, param, where)

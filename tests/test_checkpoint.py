@@ -286,6 +286,10 @@ CRAFTED_OPTIMIZER = {
         lambda opt: opt["state"][0].pop("exp_avg"),
         r"state\[0\] holds step, exp_avg_sq, expected step, exp_avg, exp_avg_sq",
     ),
+    "state-with-a-number-key": (
+        lambda opt: opt["state"][0].update({5: torch.zeros(1)}),
+        r"state\[0\] holds step, exp_avg, exp_avg_sq, 5, expected step, exp_avg, exp_avg_sq",
+    ),
     "state-with-amsgrad-max": (
         lambda opt: opt["state"][0].update(max_exp_avg_sq=opt["state"][0]["exp_avg_sq"]),
         r"state\[0\] holds step, exp_avg, exp_avg_sq, max_exp_avg_sq, expected step, exp_avg, exp_avg_sq",
