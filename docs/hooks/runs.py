@@ -72,7 +72,10 @@ def _device_name(device: str) -> str:
     """`cuda: NVIDIA H200` -> `an NVIDIA H200`; `mps` -> `Apple's MPS`."""
     if device.startswith("cuda: "):
         name = device.removeprefix("cuda: ")
-        return ("an " if name[:1].upper() in "AEIOU" else "a ") + name
+        word = name.split()[0] if name.split() else name
+        # "an" before a vowel sound: a vowel, or an acronym's letter that is said with one (NVIDIA, RTX).
+        vowel = word[:1] in "AEIOUaeiou" or (word.isupper() and word[:1] in "AEFHILMNORSX")
+        return ("an " if vowel else "a ") + name
     return {"mps": "Apple's MPS"}.get(device, device)
 
 
@@ -107,21 +110,17 @@ def ran_on_line(runs: dict, page: str, codes: list[str], results_link: str) -> s
         if runs["pages"].get(page):
             return f"*The code on this page has not run since the last change to it; see {link}.*"
         return f"*The code on this page has not run yet; see {link}.*"
-    parts = []
-    for cpu in found.get(CPU, []):
-        parts.append(
-            f"on the CPU ({cpu['os']}, Python {'.'.join(cpu['python'].split('.')[:2])}, "
-            f"torch {cpu['torch']}, {_result(cpu)})"
-        )
-    if not found.get(CPU):
-        parts.append("not yet on the CPU")
-    gpus = [f"on {_device_name(g['device'])} ({_result(g)})" for g in found.get(GPU, [])]
-    dates = sorted(
-        {e["date"][:10] for kind_runs in found.values() for e in kind_runs if kind(e["device"]) != SIMULATED}
-    )
-    when = f", {dates[-1]}" if dates else ""
-    gpu = " and ".join(gpus) if gpus else "not yet run on a GPU"
-    return f"*Every code block on this page ran {' and '.join(parts)}{when}; {gpu}. More in {link}.*"
+    parts = [
+        f"on the CPU ({cpu['os']}, Python {'.'.join(cpu['python'].split('.')[:2])}, torch {cpu['torch']}, {_result(cpu)})"
+        for cpu in found.get(CPU, [])
+    ]
+    parts += [f"on {_device_name(g['device'])} ({_result(g)})" for g in found.get(GPU, [])]
+    if not parts:  # only the simulated GPU ran this code
+        return f"*The code on this page has not run on the CPU or a GPU since the last change to it; see {link}.*"
+    dates = sorted(e["date"][:10] for k in (CPU, GPU) for e in found.get(k, []))
+    missing = [what for k, what in ((CPU, "on the CPU"), (GPU, "on a GPU")) if not found.get(k)]
+    not_yet = f"; not yet run {' or '.join(missing)}" if missing else ""
+    return f"*Every code block on this page ran {' and '.join(parts)}, {dates[-1]}{not_yet}. More in {link}.*"
 
 
 def _cell(entry: dict | None) -> str:
@@ -135,8 +134,8 @@ def runs_table(runs: dict, docs_dir: Path) -> str:
     lines = ["| page | CPU | simulated GPU | GPU |", "| --- | --- | --- | --- |"]
     for page in sorted(runs["pages"]):
         path = docs_dir / page
-        current = code_hash(block_codes(path)) if path.exists() else None
-        found = _entries(runs, page, current) if current else {}
+        found = _entries(runs, page, code_hash(block_codes(path))) if path.exists() else {}
+        ever = {kind(runs["runs"][e["run"]]["device"]) for e in runs["pages"][page]}
         cells = []
         for k in (CPU, SIMULATED, GPU):
             entries = found.get(k, [])
@@ -144,16 +143,10 @@ def runs_table(runs: dict, docs_dir: Path) -> str:
                 cells.append("; ".join(f"{e['device']}: {_cell(e)}" for e in entries))
             elif entries:
                 cells.append(_cell(entries[-1]))
-            elif runs["pages"][page] and current:
-                cells.append("not run since the last change" if k != GPU or _any_gpu(runs, page) else "not yet run")
             else:
-                cells.append("not yet run")
+                cells.append("not run since the last change" if k in ever else "not yet run")
         lines.append(f"| {page} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _any_gpu(runs: dict, page: str) -> bool:
-    return any(kind(runs["runs"][e["run"]]["device"]) == GPU for e in runs["pages"].get(page, []))
 
 
 def machines_table(runs: dict) -> str:
