@@ -89,7 +89,7 @@ def check_versions(recorded: dict | None, installed: dict[str, str | None]) -> l
     checks = []
     for name in ("python", *PACKAGES):
         have, had = installed.get(name), recorded.get(name)
-        label = "Python" if name == "python" else name
+        label = {"python": "Python", "numpy": "NumPy"}.get(name, name)
         if have is None:
             checks.append(Check(FIX, f"{label} is not installed", f"pip install '{name}>={had}'"))
         elif had is None:
