@@ -952,6 +952,40 @@ HOSTILE = [
         "training diverged in epoch 2: the training loss is nan; {run}/checkpoint.pt keeps epoch 1",
         upfront=False,
     ),  # fmt: skip
+    Case(
+        "export-out-exists",
+        ["export", "--checkpoint", "{run}/checkpoint.pt", "--out", "{run}/history.json"],
+        2,
+        "--out {run}/history.json already exists; pass --overwrite to replace it",
+    ),
+    Case(
+        "export-out-is-a-folder",
+        ["export", "--checkpoint", "{run}/checkpoint.pt", "--out", "{run}", "--overwrite"],
+        1,
+        "--out: {run} is not a file (a folder?)",
+    ),
+    Case(
+        "export-nan-weights",
+        ["export", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/new.json"],
+        1,
+        "conv1.weight holds NaN or infinite values",
+        setup=_craft_weights(lambda w: w.index_fill(0, torch.tensor([3]), math.nan)),
+    ),
+    Case(
+        "export-cifar10",
+        ["export", "--checkpoint", "{tmp}/crafted.pt", "--out", "{tmp}/new.json"],
+        1,
+        "holds cifar10net trained on cifar10; the page runs MNIST models",
+        setup=lambda tmp, stack: torch.save(
+            {
+                "model_state": models.CIFAR10Net().state_dict(),
+                "optimizer_state": None,
+                "history": [],
+                "meta": {"model": "cifar10net", "dataset": "cifar10"},
+            },
+            tmp / "crafted.pt",
+        ),
+    ),
 ]
 CASES = [c.values[0] if hasattr(c, "values") else c for c in HOSTILE]
 
