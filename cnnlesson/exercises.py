@@ -12,29 +12,40 @@ keys, so they give the same verdict:
     >>> check("conv2d-2", "73,728")
     Not quite: did you forget the bias? Each of the 128 filters adds one bias to its 3 × 3 × 64 weights.
 
-Answers may be written as numbers (``3136``, ``"3,136"``) or shapes
-(``(64, 7, 7)``, ``"64x7x7"``, ``"64×7×7"``, a ``torch.Size``).
+Typed answers are read by `cnnlesson.answers` (its docstring has the rule):
+numbers (``3136``, ``"3,136"``), shapes (``(64, 7, 7)``, ``"64x7x7"``,
+``"64×7×7"``, a ``torch.Size``), products and sums (``"64×3×3"``). Values are
+compared exactly, so a count is right only as that integer. A right value in
+another form is right, and the verdict names the form:
+
+- the side of a square as ``24×24`` or ``(24, 24)`` (a box with ``side``);
+- a shape with leading axes of size 1, as PyTorch prints a batch of one;
+- for one number, a product or sum that works out to it, or a shape whose
+  product it is (``(1, 64, 5, 5)`` for the 1,600 inputs of a Linear layer).
+
+An answer with the wrong number of values gets kind "count" and says what
+the box takes. Text that breaks the reading rule, and in Python anything but a
+real number or a shape of them (a bool, NaN, infinity, a string in a list),
+is "unreadable"; nothing an answer holds raises.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from cnnlesson import answers
+from cnnlesson.answers import MAX_CHARS
 from cnnlesson.conv import conv2d, max_pool2d, output_size
 from cnnlesson.models import CIFAR10Net, LeNet5, MNISTNet, count_parameters
-
-Numbers = tuple[float, ...]
-
-CORRECT = "Correct."
-UNREADABLE = "Type a number, like 3136, or a shape, like (64, 7, 7)."
+from cnnlesson.receptive import LayerSpec, layer_specs, receptive_fields
 
 # The lesson's first example: a 3x4 input and a 2x2 filter that keeps one diagonal.
 LESSON_IMAGE = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 0, 1, 2]], dtype=float)
@@ -59,6 +70,7 @@ class Exercise:
     answer: Callable[[], object]
     mistakes: tuple[Mistake, ...]
     nudge: str
+    side: bool = False  # the answer is the side of a square: 24×24 or (24, 24) say it too
 
 
 # ---- the calls the keys come from ------------------------------------------------------
@@ -107,6 +119,37 @@ def _conv2_maps(net: MNISTNet, pool: bool = True) -> tuple[int, ...]:
         return _shape(net.conv2(net.pool1(x) if pool else x))[1:]
 
 
+def _convs(net: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+
+
+def _conv_macs(net: CIFAR10Net, index: int) -> int:
+    """Multiply-adds of `net`'s index-th convolution for one input: output elements × one filter's weights."""
+    conv = _convs(net)[index]
+    seen: list[torch.Tensor] = []
+    handle = conv.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, *net.input_shape))
+    handle.remove()
+    return seen[0].numel() * conv.weight[0].numel()
+
+
+def _conv3_specs() -> list[LayerSpec]:
+    """MNISTNet's conv and pooling layers, then a third conv, Conv2d(64, 128, 3, padding=1), after pool2."""
+    conv3 = nn.Conv2d(64, 128, 3, padding=1)
+    return [*layer_specs(MNISTNet()), LayerSpec("conv3", conv3.kernel_size[0], conv3.stride[0], int(conv3.padding[0]))]
+
+
+def _summary_maps(conv1_padding: int = 2, conv2_padding: int = 0, pools: int = 2) -> tuple[int, ...]:
+    """The summary exercise's stack on one 3×64×64 image: its output shape without the batch."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 16, 5, padding=conv1_padding), nn.ReLU(), nn.MaxPool2d(2)]
+    layers += [nn.Conv2d(16, 32, 3, padding=conv2_padding), nn.ReLU()]
+    if pools == 2:
+        layers.append(nn.MaxPool2d(2))
+    with torch.no_grad():
+        return _shape(nn.Sequential(*layers)(torch.zeros(1, 3, 64, 64)))[1:]
+
+
 def _bn_buffers(*channels: int) -> int:
     total = 0
     for c in channels:
@@ -133,6 +176,7 @@ EXERCISES: tuple[Exercise, ...] = (
         lambda: output_size(28, kernel=5),
         (Mistake("off by one", lambda: output_size(28, kernel=5) - 1, OFF_BY_ONE),),
         "Put n = 28 and k = 5 into the output-size formula, with no padding and stride 1.",
+        side=True,
     ),
     Exercise(
         "convolution-1b",
@@ -148,6 +192,7 @@ EXERCISES: tuple[Exercise, ...] = (
             Mistake("off by one", lambda: output_size(28, kernel=5, padding=2) - 1, OFF_BY_ONE),
         ),
         "Add the padding to both sides of the input first, then apply the formula.",
+        side=True,
     ),
     Exercise(
         "convolution-4a",
@@ -203,6 +248,7 @@ EXERCISES: tuple[Exercise, ...] = (
             Mistake("off by one", lambda: _shape(nn.MaxPool2d(2)(torch.zeros(1, 1, 7, 7)))[-1] - 1, OFF_BY_ONE),
         ),
         "Count where 2×2 windows can start when they move 2 pixels at a time and must fit inside 7.",
+        side=True,
     ),
     Exercise(
         "pooling-2",
@@ -217,6 +263,7 @@ EXERCISES: tuple[Exercise, ...] = (
             Mistake("off by one", lambda: output_size(7, kernel=3, stride=2) - 1, OFF_BY_ONE),
         ),
         "Use the formula with n = 7, k = 3, p = 0, s = 2.",
+        side=True,
     ),
     Exercise(
         "pooling-3",
@@ -268,6 +315,16 @@ EXERCISES: tuple[Exercise, ...] = (
                 "forgot the input channels",
                 lambda: count_parameters(nn.Conv2d(1, 128, 3)),
                 "each filter spans all 64 input channels: it has 3 × 3 × 64 weights, not 3 × 3.",
+            ),
+            Mistake(
+                "one filter",
+                lambda: count_parameters(nn.Conv2d(64, 1, 3)),
+                "that is one filter with its bias; the layer has 128 of them.",
+            ),
+            Mistake(
+                "one filter's weights",
+                lambda: count_parameters(nn.Conv2d(64, 1, 3, bias=False)),
+                "that is the weights of one filter; the layer has 128 filters, each with a bias too.",
             ),
         ),
         "Count the weights of one filter (it covers every input channel), times the filters, plus the biases.",
@@ -327,25 +384,41 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
         "Follow the side through the three poolings, then multiply by the channels.",
     ),
-    # mnist.md
     Exercise(
-        "mnist-1",
-        "Parameters of the layer that holds the most",
-        lambda: count_parameters(MNISTNet().fc1),
+        "architecture-3",
+        "Receptive field of conv3 (input pixels)",
+        lambda: receptive_fields(_conv3_specs())[-1].size,
         (
             Mistake(
-                "forgot the bias",
-                lambda: count_parameters(nn.Linear(64 * 7 * 7, 128, bias=False)),
-                NO_BIAS + "Each of the 128 outputs of fc1 has one.",
+                "no jump",
+                lambda: receptive_fields(spec._replace(stride=1) for spec in _conv3_specs())[-1].size,
+                "each layer after a pooling steps over 2 (then 4) input pixels per pixel of its own input: "
+                "a kernel adds (k − 1) × jump, not k − 1.",
             ),
             Mistake(
-                "forgot the pooling",
-                lambda: count_parameters(nn.Linear(64 * 28 * 28, 128, device="meta")),
-                "fc1 sees the maps after two poolings: 64 maps of 7 × 7, not 28 × 28.",
+                "pool1's jump only",
+                lambda: (
+                    receptive_fields(
+                        spec._replace(stride=1) if spec.name == "pool2" else spec for spec in _conv3_specs()
+                    )[-1].size
+                ),
+                "after pool2 the jump doubles again, to 4: conv3 adds (3 − 1) × 4.",
+            ),
+            Mistake(
+                "stopped at pool2",
+                lambda: receptive_fields(_conv3_specs())[-2].size,
+                "that is pool2's field; conv3 adds (3 − 1) × 4 more.",
+            ),
+            Mistake(
+                "stopped at conv2",
+                lambda: receptive_fields(_conv3_specs())[-3].size,
+                "that is conv2's field; pool2 and conv3 widen it further.",
             ),
         ),
-        "fc1 connects every input to every output, plus one bias per output.",
+        "Go layer by layer: each adds (kernel − 1) × jump, and each pooling doubles the jump.",
+        side=True,
     ),
+    # mnist.md
     Exercise(
         "mnist-2",
         "fc1's input size",
@@ -390,6 +463,11 @@ EXERCISES: tuple[Exercise, ...] = (
                 lambda: (MNISTNet().conv1.out_channels, *_conv2_maps(MNISTNet())[1:]),
                 "that is conv1's channel count: conv2 makes 64 maps.",
             ),
+            Mistake(
+                "channels last",
+                lambda: _shape(MNISTNet().conv2(torch.zeros(1, 32, 14, 14)).permute(0, 2, 3, 1))[1:],
+                "PyTorch puts the channels first: (channels, height, width).",
+            ),
         ),
         "Follow the digit through conv1, pool1 and conv2, with their padding.",
     ),
@@ -416,27 +494,6 @@ EXERCISES: tuple[Exercise, ...] = (
     ),
     # cifar10.md
     Exercise(
-        "cifar10-1",
-        "Parameters of classifier",
-        lambda: count_parameters(CIFAR10Net().classifier),
-        (
-            Mistake(
-                "forgot the biases",
-                lambda: _weights_only(CIFAR10Net().classifier),
-                NO_BIAS + "Both Linear layers have one per output.",
-            ),
-            Mistake(
-                "forgot the pooling",
-                lambda: (
-                    count_parameters(nn.Linear(128 * 32 * 32, 256, device="meta"))
-                    + count_parameters(nn.Linear(256, 10))
-                ),
-                "the classifier sees 128 maps of 8 × 8, after two poolings.",
-            ),
-        ),
-        "Two Linear layers (dropout and ReLU have no parameters): weights plus biases.",
-    ),
-    Exercise(
         "cifar10-2",
         "fc1's input size",
         lambda: _flat_features(_blocks((3, 32, 64)), (3, 32, 32)),
@@ -451,100 +508,121 @@ EXERCISES: tuple[Exercise, ...] = (
                 lambda: 3 * _flat_features(_blocks((3, 32, 64)), (3, 32, 32)),
                 "conv1 has already summed the 3 colour channels into each of its maps.",
             ),
+            Mistake(
+                "CIFAR10Net's size",
+                lambda: _flat_features(CIFAR10Net().features, CIFAR10Net.input_shape),
+                "that is CIFAR10Net's, whose last block makes 128 maps; this network's conv2 makes 64.",
+            ),
         ),
         "Follow a 32×32 image through two poolings; the channels are conv2's 64.",
     ),
+    Exercise(
+        "cifar10-3",
+        "Multiply-adds of conv2 for one image",
+        lambda: _conv_macs(CIFAR10Net(), 1),
+        (
+            Mistake(
+                "one input channel or one map",
+                lambda: _conv_macs(CIFAR10Net(), 1) // 64,
+                "that is 64 times too few: each output element sums over all 64 input channels "
+                "(3 × 3 × 64 multiply-adds), and conv2 makes 64 maps of 32 × 32.",
+            ),
+            Mistake(
+                "the colour channels",
+                lambda: _conv_macs(CIFAR10Net(), 0),
+                "conv2's input is conv1's 64 maps, not the image's 3 colour channels.",
+            ),
+            Mistake(
+                "after the pooling",
+                lambda: _conv_macs(CIFAR10Net(), 1) // 4,
+                "conv2 comes before the first pooling: its maps are still 32 × 32.",
+            ),
+            Mistake(
+                "the parameters",
+                lambda: count_parameters(_convs(CIFAR10Net())[1]),
+                "that is conv2's parameter count: each weight is used once per output position, 32 × 32 times.",
+            ),
+        ),
+        "Count conv2's output elements (maps × height × width), then the multiply-adds of each: "
+        "one per weight of a filter.",
+    ),
     # summary.md
     Exercise(
-        "summary-1a",
-        "Parameters of the convolution",
-        lambda: count_parameters(nn.Conv2d(3, 64, kernel_size=3, padding=1)),
+        "summary-2",
+        "Shape before flatten (channels, height, width)",
+        lambda: _summary_maps(),
         (
             Mistake(
-                "forgot the bias",
-                lambda: count_parameters(nn.Conv2d(3, 64, kernel_size=3, bias=False)),
-                NO_BIAS + "Each of the 64 filters has one.",
+                "conv2 keeps the size",
+                lambda: _summary_maps(conv2_padding=1),
+                "conv2 has no padding: its 3×3 kernel trims one pixel on each side, 32 → 30.",
             ),
             Mistake(
-                "forgot the input channels",
-                lambda: count_parameters(nn.Conv2d(1, 64, kernel_size=3)),
-                "each filter spans the 3 colour channels: 3 × 3 × 3 weights.",
+                "channels last",
+                lambda: _summary_maps()[1:] + _summary_maps()[:1],
+                "PyTorch puts the channels first: (channels, height, width).",
             ),
-        ),
-        "Weights of one filter across all input channels, times the filters, plus the biases.",
-    ),
-    Exercise(
-        "summary-1b",
-        "Parameters of the fully connected layer",
-        lambda: count_parameters(nn.Linear(3 * 32 * 32, 64 * 32 * 32, device="meta")),
-        (
             Mistake(
-                "forgot the bias",
-                lambda: count_parameters(nn.Linear(3 * 32 * 32, 64 * 32 * 32, bias=False, device="meta")),
-                NO_BIAS + "Each of the 65,536 outputs has one.",
+                "forgot a pooling",
+                lambda: _summary_maps(pools=1),
+                "both blocks end in MaxPool2d(2): the side is halved twice.",
+            ),
+            Mistake(
+                "no padding in conv1",
+                lambda: _summary_maps(conv1_padding=0),
+                "conv1's padding=2 keeps 64: a 5×5 kernel with 2 zeros on each side.",
             ),
         ),
-        "Every one of the 3 × 32 × 32 inputs connects to every one of the 64 × 32 × 32 outputs.",
+        "Follow the side: conv1 (with its padding), pool, conv2 (without), pool; the channels are conv2's.",
     ),
 )
 
 _BY_ID = {exercise.id: exercise for exercise in EXERCISES}
 
 
-# ---- reading answers -----------------------------------------------------------------------
+# ---- the keys ----------------------------------------------------------------------------------
 
-# A number written with thousands separators: 3,136 or 3 136 or 201_392_128.
-_GROUPED = re.compile(r"[+-]?\d{1,3}(?:[,_\s\u00a0\u202f']\d{3})+(?:\.\d+)?")
-_SEPARATORS = re.compile(r"[\s,;x×*]+")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?")
-
-
-def parse(text: str, count: int = 1) -> Numbers | None:
-    """The numbers in a typed answer, or None if it is not a number or a shape.
-
-    `count` is how many numbers the key holds: for one, ``3,136`` is three
-    thousand one hundred and thirty-six; for more, it is the shape (3, 136).
-    The page's exercises.js reads answers by the same rules.
-    """
-    s = text.strip().lower().replace("\u2212", "-").replace("torch.size", "")
-    s = re.sub(r"[()\[\]{}]", " ", s).strip()
-    if count == 1 and _GROUPED.fullmatch(s):
-        s = re.sub(r"[,_\s\u00a0\u202f']", "", s)
-    tokens = [t for t in _SEPARATORS.split(s) if t]
-    if not tokens or not all(_NUMBER.fullmatch(t) for t in tokens):
-        return None
-    return tuple(float(t) for t in tokens)
+_BY_ID = {exercise.id: exercise for exercise in EXERCISES}
+# The page reads a key's numbers as JavaScript numbers, exact below 2**53.
+_LARGEST_KEY = 2**53
 
 
-def numbers(value: object) -> Numbers:
-    """A computed key (an int, a float, a shape, a NumPy or torch scalar) as a tuple of numbers."""
-    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
-        value = value.item()
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return (float(value),)
-    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 1:
+def numbers(value: object) -> tuple[int | float, ...]:
+    """A computed key (an int, a float, a shape, a NumPy or torch scalar) as a tuple of plain numbers."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
         value = value.tolist()
-    if isinstance(value, (tuple, list, torch.Size)):
-        return tuple(float(v) for v in value)
-    raise TypeError(f"an answer key must be a number or a shape, got {type(value).__name__}: {value!r}")
+    values = list(value) if isinstance(value, (tuple, list, torch.Size)) else [value]
+    out: list[int | float] = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"an answer key must be a number or a shape, got {type(v).__name__} in it")
+        if not math.isfinite(v) or abs(v) >= _LARGEST_KEY:
+            raise ValueError(f"an answer key's numbers must be finite and below 2**53, got {v}")
+        out.append(int(v) if float(v).is_integer() else float(v))
+    return tuple(out)
 
 
-def _plain(values: Numbers) -> list[int | float]:
-    return [int(v) if float(v).is_integer() else v for v in values]
+def _asks(exercise: Exercise, count: int) -> str:
+    """What the box takes, for an answer with the wrong number of values."""
+    if count == 1:
+        return "one number, the side" if exercise.side else "one number"
+    axes = exercise.label[exercise.label.find("(") :] if "(" in exercise.label else ""
+    return f"a shape of {count} numbers" + (f": {axes}" if axes else "")
 
 
 def key(exercise_id: str) -> dict:
     """The key of one exercise, computed now from the package: what the page carries.
 
     Raises:
+        TypeError: If `exercise_id` is not a string.
         KeyError: For an unknown id.
         ValueError: If a mistake's value equals the answer or another mistake's.
     """
     exercise = _lookup(exercise_id)
     answer = numbers(exercise.answer())
-    mistakes = [{"name": m.name, "value": _plain(numbers(m.value())), "hint": m.hint} for m in exercise.mistakes]
-    values = [tuple(answer)] + [tuple(m["value"]) for m in mistakes]
-    if len({tuple(float(v) for v in vs) for vs in values}) != len(values):
+    mistakes = [{"name": m.name, "value": list(numbers(m.value())), "hint": m.hint} for m in exercise.mistakes]
+    values = [answer] + [tuple(m["value"]) for m in mistakes]
+    if len(set(values)) != len(values):
         raise ValueError(
             f"exercise {exercise_id!r}: a mistake's value equals the answer or another "
             f"mistake's, so the box could not tell them apart: {values}"
@@ -552,41 +630,121 @@ def key(exercise_id: str) -> dict:
     return {
         "id": exercise.id,
         "label": exercise.label,
-        "answer": _plain(answer),
+        "answer": list(answer),
         "mistakes": mistakes,
         "nudge": exercise.nudge,
+        "side": exercise.side,
+        "asks": _asks(exercise, len(answer)),
     }
 
 
 def _lookup(exercise_id: str) -> Exercise:
+    if not isinstance(exercise_id, str):
+        raise TypeError(f"exercise_id: expected an exercise id such as 'conv2d-2', got {type(exercise_id).__name__}")
     try:
         return _BY_ID[exercise_id]
     except KeyError:
         raise KeyError(f"exercise_id: no exercise {exercise_id!r}; expected one of {sorted(_BY_ID)}") from None
 
 
-def _same(a: Numbers, b: Sequence[float]) -> bool:
-    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) for x, y in zip(a, b))
+# ---- verdicts -------------------------------------------------------------------------------
+
+CORRECT = "Correct."
+UNREADABLE = "Type a number, like 3136, or a shape, like (64, 7, 7)."
+TOO_LONG = f"Type a number or a shape: an answer here is at most {MAX_CHARS} characters."
+# A right value in another form: the verdict says which form it read.
+AS_SIDE = "Correct. One number is enough: the side of the square."
+AS_BATCH = "Correct. The shape asked for leaves out the leading axes of size 1 (a batch of one)."
+AS_PRODUCT = "Correct: that works out to the answer."
+COUNT_OFF = "Not yet: this box takes {asks}."
+
+
+def _exact(value: object) -> Fraction | None:
+    """One number given in Python as an exact fraction, or None (a bool, text, NaN, infinity, anything else)."""
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0 or value.dtype == torch.bool or value.is_complex() or value.device.type == "meta":
+            return None
+        value = value.item()
+    elif isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            return None
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return Fraction(int(value))
+    if isinstance(value, (float, np.floating)):
+        # repr is the shortest text that reads back as this float, as JavaScript's String() writes it.
+        return Fraction(repr(float(value))) if math.isfinite(value) else None
+    return None
+
+
+def _items(answer: object) -> list[answers.Item] | None:
+    """An answer given in Python (a number, a shape, a tensor) as the items typed text reads into."""
+    if isinstance(answer, (torch.Tensor, np.ndarray)) and answer.ndim == 1:
+        answer = list(answer)
+    values = [_exact(v) for v in answer] if isinstance(answer, (tuple, list, torch.Size)) else [_exact(answer)]
+    if not values or any(v is None for v in values):
+        return None
+    return [[[v]] for v in values if v is not None]
+
+
+def _reading(items: list[answers.Item], k: dict) -> tuple[list[Fraction] | None, str, bool]:
+    """(values, the verdict if they are right, tentative) for an answer's items under key `k`.
+
+    Tentative values have the wrong count for the answer (a shape too long or
+    too short, several numbers for one): they can still be a named mistake or,
+    for one number, a shape whose product it is; if not, the count is off.
+    None: the count is off whatever the values.
+    """
+    n = len(k["answer"])
+    flat = [factor for item in items for term in item for factor in term]
+    one_product = len(items) == 1 and len(items[0]) == 1 and len(items[0][0]) > 1
+    if n == 1:
+        if k["side"] and (one_product or (answers.plain(items) and len(items) > 1)):
+            return ([flat[0]], AS_SIDE, False) if len(set(flat)) == 1 else (None, "", True)
+        if len(items) == 1:
+            return [answers.evaluate(items[0])], CORRECT if answers.plain(items) else AS_PRODUCT, False
+        if answers.plain(items) and not k["side"]:
+            # Several numbers for one: a shape, whose product may be the count asked for.
+            return [answers.evaluate([flat])], AS_PRODUCT, True
+        return None, "", True
+    if not (one_product or answers.plain(items)):
+        return None, "", True  # a sum or product inside a shape
+    extra = len(flat) - n
+    if extra > 0 and all(v == 1 for v in flat[:extra]):
+        return flat[extra:], AS_BATCH, False
+    return flat, CORRECT, len(flat) != n
+
+
+def _same(given: Sequence[Fraction], values: Sequence[int | float]) -> bool:
+    return len(given) == len(values) and all(g == _exact(v) for g, v in zip(given, values))
 
 
 def verdict(exercise_id: str, answer: object, key_: dict | None = None) -> tuple[str, str]:
-    """(kind, message) for an answer: kind is "correct", "mistake", "wrong" or "unreadable"."""
+    """(kind, message) for an answer: kind is "correct", "mistake", "wrong", "count" or "unreadable".
+
+    "count" is an answer with the wrong number of values: several for one number, or a shape too short or too long.
+    """
     k = key_ if key_ is not None else key(exercise_id)
     if isinstance(answer, str):
-        given = parse(answer, len(k["answer"]))
+        if answers.units(answer) > MAX_CHARS:
+            return "unreadable", TOO_LONG
+        items = answers.read(answer, grouped=len(k["answer"]) == 1)
     else:
-        try:
-            given = numbers(answer)
-        except TypeError:
-            given = None
-    if given is None:
+        items = _items(answer)
+    if items is None:
         return "unreadable", UNREADABLE
+    given, right, tentative = _reading(items, k)
+    count_off = ("count", COUNT_OFF.format(asks=k["asks"]))
+    if given is None:
+        return count_off
     if _same(given, k["answer"]):
-        return "correct", CORRECT
+        return "correct", right
     for mistake in k["mistakes"]:
         if _same(given, mistake["value"]):
             return "mistake", "Not quite: " + mistake["hint"]
-    return "wrong", "Not yet. " + k["nudge"]
+    return count_off if tentative else ("wrong", "Not yet. " + k["nudge"])
 
 
 def check(exercise_id: str, answer: object) -> None:
@@ -595,7 +753,7 @@ def check(exercise_id: str, answer: object) -> None:
     `None` (no answer yet) prints nothing.
 
     Args:
-        exercise_id: The exercise's id, as in the page's code cell (``"mnist-1"``).
+        exercise_id: The exercise's id, as in the page's code cell (``"conv2d-2"``).
         answer: A number, a shape (tuple, list, ``torch.Size``) or the text you would type into the page.
     """
     if answer is None:

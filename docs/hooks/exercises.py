@@ -13,7 +13,8 @@ The test suite runs that fence like every other, and the notebook hook makes
 it a code cell, where a learner fills in an answer. On the site this hook puts
 an answer box in its place: a form per `check` call whose `data-key` holds the
 key that `cnnlesson.exercises.key` computes from the package during this very
-build (the answer and each named mistake's value, with its hint).
+build (the answer and each named mistake's value, with its hint); the
+input's `maxlength` is the longest answer `cnnlesson.answers` reads.
 docs/javascripts/exercises.js reads it. A fence that names an unknown
 exercise, or a key whose mistakes cannot be told apart, fails the build.
 """
@@ -22,7 +23,7 @@ import html
 import json
 import re
 
-from cnnlesson import exercises
+from cnnlesson import answers, exercises
 
 # A top-level python fence; its body is read below.
 FENCE = re.compile(r"^```python[ \t]*\n(?P<body>(?:(?!```).*\n)*?)```[ \t]*$", re.MULTILINE)
@@ -55,7 +56,7 @@ def answer_box(exercise_id: str) -> str:
         f'<label class="cnn-answer__label" for="{field}">{html.escape(key["label"])}</label>'
         f'<span class="cnn-answer__row">'
         f'<input class="cnn-answer__input" id="{field}" name="answer" type="text" spellcheck="false" '
-        f'autocapitalize="off" data-testid="answer-input">'
+        f'autocapitalize="off" maxlength="{answers.MAX_CHARS}" data-testid="answer-input">'
         f'<button class="md-button cnn-answer__check" type="submit" data-testid="answer-check">Check</button>'
         f"</span>"
         f'<span class="cnn-answer__verdict" role="status" aria-live="polite" data-testid="answer-verdict"></span>'
