@@ -2,11 +2,12 @@
 
 The feature-maps page runs the MNISTNet whose figures it shows, in the
 reader's browser (docs/javascripts/livenet*.js). `python -m benchmarks` (its
-figures part, see benchmarks/livenet.py) writes that network's weights as a
-script, docs/results/livenet-weights.js, and records the script's SHA-256
-under "figures" -> "livenet" in results.json. This hook serves it next to
-livenet-ui.js, as javascripts/livenet-weights.js, which the page loads
-with a `<script>` element (that works from file://, where fetch does not).
+figures part, see benchmarks/livenet.py) writes that network's layers and
+int8 weights as a script, docs/results/livenet-weights.js, and records the
+script's SHA-256 under "figures" -> "livenet" in results.json. This hook
+serves it next to livenet-ui.js, as javascripts/livenet-weights.js, which
+the page loads with a `<script>` element when the widget comes into view
+(a script loads from file://, where fetch does not).
 A missing asset, or one whose hash is not the recorded one (weights of
 another run than the figures), stops the build with one line.
 """
