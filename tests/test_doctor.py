@@ -98,7 +98,10 @@ def test_a_missing_or_damaged_download_is_a_fix(recorded, data_root):
     check = doctor.check_mnist(data_root)
     assert check.status == "fix"
     assert "t10k-labels-idx1-ubyte is missing" in check.what
-    assert f"train-images-idx3-ubyte.gz is damaged or truncated ({len(damaged)} bytes; its md5 is not torchvision's)" in check.what
+    assert (
+        f"train-images-idx3-ubyte.gz is damaged or truncated ({len(damaged)} bytes; its md5 is not torchvision's)"
+        in check.what
+    )
 
 
 def test_cifar10_is_checked_against_torchvisions_md5(monkeypatch, tmp_path, cifar_root):
