@@ -29,6 +29,12 @@
     return VIRIDIS[k].map((a, i) => Math.round(a + f * (VIRIDIS[k + 1][i] - a)));
   }
 
+  // How large the page draws a stage's maps (livenet.css): 28x28 maps large, 14x14 and 10x10 medium, 7x7 small.
+  function sizeClass(S) {
+    if (!S.maps) return "fc";
+    return S.shape[1] >= 20 ? "large" : S.shape[1] >= 10 ? "medium" : "small";
+  }
+
   // A stage's grid: maps are (channels, size, size); a fully connected layer's units are rows of FC_COLUMNS.
   function gridOf(S) {
     if (S.maps) return { count: S.shape[0], w: S.shape[2], h: S.shape[1] };
@@ -153,7 +159,7 @@
       views = {};
       for (const S of net.stages) {
         const title = el("p", { className: "livenet-title" });
-        const grid = el("div", { className: `livenet-maps livenet-maps-${S.maps ? "conv" : "fc"}`, "data-testid": `maps-${S.key}` });
+        const grid = el("div", { className: `livenet-maps livenet-maps-${sizeClass(S)}`, "data-testid": `maps-${S.key}` });
         const { count, w, h } = gridOf(S), canvases = [];
         for (let c = 0; c < count; c++) {
           const canvas = el("canvas", { width: w, height: h, "data-map": String(c) });
