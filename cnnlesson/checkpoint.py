@@ -240,6 +240,8 @@ def _type_problem(state: dict) -> str | None:
             return f"meta['{key}']: expected {expected}, got {type(meta[key]).__name__}"
     if meta.get("pad", 0) < 0:
         return f"meta['pad']: expected an int >= 0, got {meta['pad']}"
+    if meta.get("batch_size", 1) < 1:
+        return f"meta['batch_size']: expected an int >= 1, got {meta['batch_size']}"
     return None
 
 

@@ -22,7 +22,7 @@ import cnnlesson
 import cnnlesson.device
 from cnnlesson import models
 from cnnlesson.checkpoint import load_model
-from cnnlesson.files import atomic_path, check_can_create, lock_folder, write_text_atomic
+from cnnlesson.files import atomic_path, check_can_create, lock_folder, what_is, write_text_atomic
 from cnnlesson.train import EPOCHS_MAX, SEED_MAX, evaluate, train, write_history
 
 # `data` (torchvision) and `viz` (matplotlib) are imported by the commands that
@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "export", help="write an MNIST model's layers and weights as JSON, for the feature-maps page's live network"
     )
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--out", type=_folder, required=True, help="the JSON file to write, such as my-net.json")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint.pt written by train (required)")
+    p.add_argument("--out", type=_folder, required=True, help="the JSON file to write, such as my-net.json (required)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(device="cpu")  # nothing runs on a device: the weights are read and written
 
@@ -178,7 +178,7 @@ def _check_earlier_run(args, parser) -> None:
     earlier = []
     for path in (args.out / "checkpoint.pt", args.out / "history.json"):
         if os.path.lexists(path) and not path.is_file():
-            raise IsADirectoryError(f"--out: {path} is not a file (a folder?); move it out of the way")
+            raise OSError(f"--out: {path} is not a file ({what_is(path)}); move it out of the way")
         if path.exists():
             earlier.append(path.name)
     if earlier and not (args.resume or args.overwrite):
@@ -237,6 +237,7 @@ def _cmd_train(args, parser, device) -> int:
         meta = {
             "model": args.model, "dataset": args.dataset, "pad": pad, "seed": args.seed, "standin": args.standin,
             "data_root": str(args.data_root.resolve()),  # absolute: evaluate may run from another folder
+            "batch_size": args.batch_size,  # a resumed run says when it changes, as it does for --lr
         }  # fmt: skip
         fit = train if launch is None else distributed.train
         history = fit(

@@ -212,8 +212,9 @@ def _resume(checkpoint, net: nn.Module, optimizer, lr: float, seed: int | None, 
     """Fill `net` and `optimizer` from `checkpoint`, read by rank 0; return (history, seed).
 
     With no `seed` the checkpoint's is used (and written into `meta`); this
-    run's `lr` replaces the one in the restored optimizer state. Both are
-    said on stderr. No checkpoint yet: the run starts afresh.
+    run's `lr` replaces the one in the restored optimizer state, and its
+    `meta['batch_size']` (the CLI records it) the checkpoint's. Each is said
+    on stderr when it differs. No checkpoint yet: the run starts afresh.
     """
     state: dict | Exception | None = None
     if process.rank == 0 and Path(checkpoint).exists():
@@ -235,6 +236,10 @@ def _resume(checkpoint, net: nn.Module, optimizer, lr: float, seed: int | None, 
         group["lr"] = lr
     if old_lr != lr and process.rank == 0:
         print(f"resume: learning rate changed from {old_lr:g} to {lr:g}", file=sys.stderr)
+    # The batch size lives in the loader; the CLI records it in meta, and a change is said like lr's.
+    old_batch, batch = state["meta"].get("batch_size"), meta.get("batch_size")
+    if None not in (old_batch, batch) and old_batch != batch and process.rank == 0:
+        print(f"resume: batch size changed from {old_batch} to {batch}", file=sys.stderr)
     return state["history"], seed
 
 
@@ -280,9 +285,12 @@ def train(
     `meta` (the seed, and the name of one of the lesson's models, are
     added), and `history_file` gets the history as strict JSON right after.
     `resume=True` continues from the checkpoint (or starts afresh when the
-    file does not exist yet) with this call's `lr`, and with the
-    checkpoint's seed when `seed` is None; its `meta` must agree with the
-    checkpoint's on the model, data set, padding, seed and stand-in flag.
+    file does not exist yet) with this call's `lr` (and loaders: a
+    `meta['batch_size']` other than the checkpoint's is said, as a new lr is),
+    and with the checkpoint's seed when `seed` is None; its `meta` must agree
+    with the checkpoint's on the model, data set, padding, seed and stand-in
+    flag. The optimizer state must be what this function's Adam writes (lr
+    aside): a crafted maximize, eps or betas is refused before any step.
 
     `process` is for `cnnlesson.distributed.train`, which runs this loop in
     each process of a torchrun job; leave it out.

@@ -194,6 +194,8 @@ CRAFTED = [
     ({"meta": {"data_root": 5}}, r"meta\['data_root'\]: expected str, got int"),
     ({"meta": {"seed": "0"}}, r"meta\['seed'\]: expected int or None, got str"),
     ({"meta": {"pad": True}}, r"meta\['pad'\]: expected int, got bool"),
+    ({"meta": {"batch_size": 0}}, r"meta\['batch_size'\]: expected an int >= 1, got 0"),
+    ({"meta": {"batch_size": "64"}}, r"meta\['batch_size'\]: expected int, got str"),
 ]
 
 
@@ -202,6 +204,7 @@ CRAFTED_IDS = [
     "history-seconds-str", "history-epoch-2", "weights-nan", "weights-inf", "weights-complex", "weights-list",
     "optimizer-empty", "optimizer-param_groups-int", "optimizer-params-str", "optimizer-lr-str",
     "pad-negative", "model_state-list", "optimizer_state-str", "model-list", "data_root-int", "seed-str", "pad-bool",
+    "batch_size-0", "batch_size-str",
 ]  # fmt: skip
 
 

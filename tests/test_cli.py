@@ -110,6 +110,16 @@ def test_resume_continues_the_history(trained, mnist_root, tmp_path, capsys):
     assert [r["epoch"] for r in history] == [1, 2] and history[0] == first[0]
 
 
+def test_resume_with_another_batch_size_says_so(trained, mnist_root, tmp_path, capsys):
+    shutil.copy(trained / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    status, out, err = run(capsys, "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", str(mnist_root),
+                           "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--seed", "0", "--resume",
+                           "--out", str(tmp_path))  # fmt: skip
+    assert status == 0 and "after 2 epochs" in out
+    assert "resume: batch size changed from 64 to 32\n" in err
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["meta"]["batch_size"] == 32
+
+
 def test_lenet5_on_mnist_is_padded_and_cifar10net_trains(mnist_root, tmp_path, capsys):
     status, _, _ = run(capsys, "train", "--model", "lenet5", "--dataset", "mnist", "--data-root", str(mnist_root),
                        "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "lenet"))  # fmt: skip
@@ -320,7 +330,7 @@ def test_console_script_is_installed():
     done = subprocess.run(
         [shutil.which("cnnlesson") or "cnnlesson", "--help"], capture_output=True, text=True, check=False
     )
-    assert done.returncode == 0 and "{train,evaluate,visualize}" in done.stdout
+    assert done.returncode == 0 and "{train,evaluate,export,visualize,doctor}" in done.stdout
 
 
 def test_a_relative_data_root_is_stored_absolute(mnist_root, tmp_path, monkeypatch, capsys):
@@ -508,6 +518,35 @@ def _craft_weights(change):
         state = torch.load(tmp.parent / "run" / "checkpoint.pt", weights_only=True)
         weights = {**state["model_state"], "conv1.weight": change(state["model_state"]["conv1.weight"])}
         torch.save({**state, "model_state": weights}, tmp / "crafted.pt")
+
+    return setup
+
+
+def _craft_optimizer(change):
+    """The earlier run's own checkpoint, with `change(optimizer_state)` applied (for --resume)."""
+
+    def setup(tmp, stack):
+        path = tmp / "run" / "checkpoint.pt"
+        state = torch.load(path, weights_only=True)
+        change(state["optimizer_state"])
+        torch.save(state, path)
+
+    return setup
+
+
+def _write(name, content: bytes):
+    def setup(tmp, stack):
+        (tmp / name).write_bytes(content)
+
+    return setup
+
+
+def _link_checkpoint(target: str):
+    """OUT/checkpoint.pt as a symbolic link to `target` (relative to the case's folder)."""
+
+    def setup(tmp, stack):
+        (tmp / "run" / "checkpoint.pt").unlink()
+        (tmp / "run" / "checkpoint.pt").symlink_to(tmp / target)
 
     return setup
 
@@ -779,17 +818,88 @@ HOSTILE = [
         marks=NOT_POSIX,
     ),
     Case(
+        "resume-optimizer-maximize",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad optimizer_state: param_groups[0]['maximize'] is True, expected False",
+        setup=_craft_optimizer(lambda opt: opt["param_groups"][0].update(maximize=True)),
+    ),
+    Case(
+        "resume-optimizer-capturable",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad optimizer_state: param_groups[0]['capturable'] is True, expected False",
+        setup=_craft_optimizer(lambda opt: opt["param_groups"][0].update(capturable=True)),
+    ),
+    Case(
+        "resume-optimizer-step-negative",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad optimizer_state: state[0]['step'] is -1.0, expected a whole number >= 0",
+        setup=_craft_optimizer(lambda opt: opt["state"][0].update(step=torch.tensor(-1.0))),
+    ),
+    Case(
+        "resume-optimizer-exp-avg-nan",
+        train_argv(epochs="2"),
+        1,
+        "checkpoint.pt has a bad optimizer_state: state[1]['exp_avg'] holds NaN or infinite values",
+        setup=_craft_optimizer(lambda opt: opt["state"][1]["exp_avg"].fill_(math.nan)),
+    ),
+    Case(
+        "evaluate-text-checkpoint",
+        EVALUATE,
+        1,
+        "crafted.pt is not a PyTorch checkpoint (it holds text; torch.save writes a zip archive)",
+        setup=_write("crafted.pt", b"epoch 1: loss 0.31\n"),
+    ),
+    Case(
+        "evaluate-json-checkpoint",
+        EVALUATE,
+        1,
+        "crafted.pt is not a PyTorch checkpoint (it holds text; torch.save writes a zip archive)",
+        setup=_write("crafted.pt", b'[{"epoch": 1, "train_loss": 0.31}]\n'),
+    ),
+    pytest.param(
+        Case(
+            "evaluate-proc-self-environ",
+            ["evaluate", "--checkpoint", "/proc/self/environ"],
+            1,
+            "/proc/self/environ is not a PyTorch checkpoint (it is neither the zip archive torch.save writes nor a pickle)",
+        ),
+        marks=ON_LINUX,
+    ),
+    pytest.param(
+        Case(
+            "resume-checkpoint-is-a-dangling-link",
+            train_argv(epochs="2"),
+            1,
+            "--out: {run}/checkpoint.pt is not a file (a symbolic link to {tmp}/gone.pt, which does not exist)",
+            setup=_link_checkpoint("gone.pt"),
+        ),
+        marks=NOT_POSIX,
+    ),
+    pytest.param(
+        Case(
+            "resume-checkpoint-is-a-link-loop",
+            train_argv(epochs="2"),
+            1,
+            "--out: {run}/checkpoint.pt is not a file (a symbolic link loop)",
+            setup=_link_checkpoint("run/checkpoint.pt"),
+        ),
+        marks=NOT_POSIX,
+    ),
+    Case(
         "overwrite-history-is-a-folder",
         train_argv("--overwrite", resume=False),
         1,
-        "--out: {run}/history.json is not a file (a folder?)",
+        "--out: {run}/history.json is not a file (a folder)",
         setup=_folder_in_place_of("history.json"),
     ),
     Case(
         "overwrite-checkpoint-is-a-folder",
         train_argv("--overwrite", resume=False),
         1,
-        "--out: {run}/checkpoint.pt is not a file (a folder?)",
+        "--out: {run}/checkpoint.pt is not a file (a folder)",
         setup=_folder_in_place_of("checkpoint.pt"),
     ),
     Case(
@@ -1030,6 +1140,10 @@ def hostile_runs(request, tmp_path_factory):
     skipped = {"out-in-proc", "visualize-out-in-proc"} if not sys.platform.startswith("linux") else set()
     skipped |= {"lock-is-a-link", "lock-is-a-dangling-link", "out-is-a-link-loop"} if os.name != "posix" else set()
     skipped |= {"evaluate-pad-10000"} if not sys.platform.startswith("linux") else set()  # /proc/self/statm
+    skipped |= {"evaluate-proc-self-environ"} if not sys.platform.startswith("linux") else set()
+    skipped |= (
+        {"resume-checkpoint-is-a-dangling-link", "resume-checkpoint-is-a-link-loop"} if os.name != "posix" else set()
+    )
     # Only the cases whose tests run (pytest -k ...): each is a process of its own.
     wanted = {
         item.callspec.params["case"].id for item in request.session.items if item.name.startswith("test_hostile_input")

@@ -338,6 +338,17 @@ def test_resume_applies_the_new_lr_and_says_so(small_loaders, tmp_path, capsys):
     assert [g["lr"] for g in load_checkpoint(ckpt)["optimizer_state"]["param_groups"]] == [5e-4]
 
 
+def test_resume_says_a_new_batch_size_as_it_says_a_new_lr(small_loaders, tmp_path, capsys):
+    ckpt = tmp_path / "checkpoint.pt"
+    train(MNISTNet(), small_loaders[0], num_epochs=1, device="cpu", checkpoint=ckpt, progress=False,
+          meta={"batch_size": 32})  # fmt: skip
+    capsys.readouterr()
+    train(MNISTNet(), small_loaders[0], num_epochs=2, device="cpu", checkpoint=ckpt, resume=True, progress=False,
+          meta={"batch_size": 16})  # fmt: skip
+    assert capsys.readouterr().err == "resume: batch size changed from 32 to 16\n"
+    assert load_checkpoint(ckpt)["meta"]["batch_size"] == 16
+
+
 def test_resume_refuses_a_checkpoint_of_another_model_or_seed(small_loaders, tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
     train(MNISTNet(), small_loaders[0], num_epochs=1, seed=3, device="cpu", checkpoint=ckpt, progress=False)
