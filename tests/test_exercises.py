@@ -11,19 +11,25 @@ with the solutions' values and with each mistake's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import io
 import json
 import re
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from cnnlesson import exercises
-from cnnlesson.exercises import CORRECT, UNREADABLE, check, key, parse, verdict
+from cnnlesson.answers import MAX_CHARS, read
+from cnnlesson.exercises import AS_BATCH, AS_PRODUCT, AS_SIDE, CORRECT, TOO_LONG, UNREADABLE, check, key, verdict
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+# (exercise id, typed text, expected kind): read by this file and by the page's own reading in Chromium.
+CASES_FILE = Path(__file__).with_name("answer_cases.json")
 IDS = [exercise.id for exercise in exercises.EXERCISES]
 BOX = re.compile(r'<form class="cnn-answer" data-exercise="([\w-]+)" data-key="([^"]*)"')
 CHECK_CELL = re.compile(r'check\("([\w-]+)", None\)')
@@ -46,6 +52,18 @@ def wrong_answer(k: dict) -> list[float]:
 
 def as_text(values) -> str:
     return values[0] if len(values) == 1 else "(" + ", ".join(str(v) for v in values) + ")"
+
+
+@functools.cache
+def cached_key(exercise_id: str) -> dict:
+    """key(exercise_id), computed once per session: the table's cases share it."""
+    return key(exercise_id)
+
+
+def answer_cases() -> list[tuple[str, str, str]]:
+    """The shared table of cases: (exercise id, the text typed, the kind of verdict expected)."""
+    rows = json.loads(CASES_FILE.read_text("utf-8"))
+    return [(r["id"], r["text"] * r.get("times", 1) + r.get("then", ""), r["kind"]) for r in rows]
 
 
 # ---- the registry -----------------------------------------------------------------------------
@@ -78,29 +96,105 @@ def test_check_prints_correct_each_hint_and_a_nudge(exercise_id):
 
 
 @pytest.mark.parametrize(
-    "text, count, expected",
+    "text, grouped, expected",
     [
-        ("(64, 7, 7)", 3, (64, 7, 7)),
-        ("64x7x7", 3, (64, 7, 7)),
-        ("64×7×7", 3, (64, 7, 7)),
-        ("64 X 7 X 7", 3, (64, 7, 7)),
-        ("[64, 7, 7]", 3, (64, 7, 7)),
-        ("torch.Size([64, 7, 7])", 3, (64, 7, 7)),
-        ("3,136", 1, (3136,)),
-        ("3136", 1, (3136,)),
-        ("3 136", 1, (3136,)),
-        (" 201,392,128 ", 1, (201392128,)),
-        ("3.5", 1, (3.5,)),
-        ("3,136", 2, (3, 136)),
-        ("\u22121", 1, (-1,)),
-        ("", 1, None),
-        ("sixty-four", 1, None),
-        ("3136 parameters", 1, None),
-        ("(,)", 2, None),
+        ("(64, 7, 7)", False, [[[64]], [[7]], [[7]]]),
+        ("64x7x7", False, [[[64, 7, 7]]]),
+        ("torch.Size([64, 7, 7])", False, [[[64]], [[7]], [[7]]]),
+        ("3,136", True, [[[3136]]]),
+        ("3,136", False, [[[3]], [[136]]]),
+        ("201_392_128", True, [[[201392128]]]),
+        ("64×3×3 + 1", True, [[[64, 3, 3], [1]]]),
+        ("3.5", True, [[[Fraction(7, 2)]]]),
+        ("5.76e2", True, [[[576]]]),
+        ("\u22121", True, [[[-1]]]),
+        ("", True, None),
+        ("(,)", False, None),
+        ("3136 parameters", True, None),
+        ("128 × (576 + 1)", True, None),
+        ("1e999", True, None),
     ],
 )
-def test_parse_is_forgiving_but_not_guessing(text, count, expected):
-    assert parse(text, count) == expected
+def test_read_gives_exact_items_or_none(text, grouped, expected):
+    assert read(text, grouped) == expected
+
+
+@pytest.mark.parametrize("exercise_id, text, kind", answer_cases())
+def test_answer_cases(exercise_id, text, kind):
+    assert verdict(exercise_id, text, cached_key(exercise_id))[0] == kind
+
+
+def test_right_values_in_other_forms_say_which_form():
+    assert verdict("convolution-1a", "24 × 24") == ("correct", AS_SIDE)
+    assert verdict("feature-maps-1", "torch.Size([1, 64, 14, 14])") == ("correct", AS_BATCH)
+    assert verdict("convolution-4a", "(1, 1, 4, 5)") == ("correct", AS_BATCH)
+    assert verdict("architecture-2", "64*3*3") == ("correct", AS_PRODUCT)
+    assert verdict("mnist-2", "(1, 64, 5, 5)") == ("correct", AS_PRODUCT)
+    assert verdict("mnist-2", "1,600") == ("correct", CORRECT)
+
+
+def test_a_count_off_says_what_the_box_takes():
+    assert verdict("pooling-3", "3") == ("count", "Not yet: this box takes a shape of 2 numbers: (rows, columns).")
+    assert verdict("convolution-1a", "(24, 23)") == ("count", "Not yet: this box takes one number, the side.")
+    assert verdict("conv2d-1", "(8, 16, 16)")[0] == "count"
+
+
+def test_answers_too_long_are_not_read():
+    assert verdict("conv2d-2", "1" * MAX_CHARS)[0] == "wrong"
+    assert verdict("conv2d-2", "1" * (MAX_CHARS + 1)) == ("unreadable", TOO_LONG)
+    assert verdict("conv2d-2", "1" * 16000 + "a") == ("unreadable", TOO_LONG)
+    assert verdict("conv2d-2", "1" * 10_000_000) == ("unreadable", TOO_LONG)
+    # Counted in UTF-16 code units, as the box's maxlength counts: an emoji is two.
+    assert verdict("conv2d-2", "1" * (MAX_CHARS - 1) + "\U0001f600") == ("unreadable", TOO_LONG)
+
+
+class BadRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize(
+    "exercise_id, answer, kind",
+    [
+        ("conv2d-2", 73856, "correct"),
+        ("conv2d-2", 73856.0, "correct"),
+        ("conv2d-2", np.int64(73856), "correct"),
+        ("conv2d-2", torch.tensor(73856), "correct"),
+        ("conv2d-2", [73856], "correct"),
+        ("feature-maps-1", torch.Size([1, 64, 14, 14]), "correct"),
+        ("feature-maps-1", torch.tensor([64, 14, 14]), "correct"),
+        ("feature-maps-1", np.array([64, 14, 14]), "correct"),
+        ("convolution-1a", (24, 24), "correct"),
+        ("conv2d-2", 73856.2, "wrong"),
+        ("conv2d-2", 10**400, "wrong"),
+        ("conv2d-2", [10**400], "wrong"),
+        ("conv2d-2", -(10**400), "wrong"),
+        ("conv2d-2", float("inf"), "unreadable"),
+        ("conv2d-2", float("nan"), "unreadable"),
+        ("conv2d-2", np.float64("-inf"), "unreadable"),
+        ("feature-maps-1", [64, 14, float("nan")], "unreadable"),
+        ("convolution-4b", True, "unreadable"),
+        ("convolution-4b", [True], "unreadable"),
+        ("convolution-4b", np.array([True]), "unreadable"),
+        ("convolution-4b", torch.tensor([True]), "unreadable"),
+        ("convolution-4b", np.bool_(True), "unreadable"),
+        ("conv2d-3", ["16", "3", "5", "x"], "unreadable"),
+        ("conv2d-3", ["16", "3", "5", "5"], "unreadable"),
+        ("conv2d-2", BadRepr(), "unreadable"),
+        ("conv2d-2", [BadRepr()], "unreadable"),
+        ("conv2d-2", torch.zeros((), device="meta"), "unreadable"),
+        ("conv2d-2", torch.zeros(3, device="meta"), "unreadable"),
+        ("conv2d-2", 1j, "unreadable"),
+        ("conv2d-2", torch.tensor(1j), "unreadable"),
+        ("conv2d-2", np.array(["73856"]), "unreadable"),
+        ("conv2d-2", [], "unreadable"),
+        ("conv2d-2", [[73856]], "unreadable"),
+        ("conv2d-2", {73856}, "unreadable"),
+        ("conv2d-2", b"73856", "unreadable"),
+    ],
+)
+def test_python_answers_are_read_or_unreadable_never_raise(exercise_id, answer, kind):
+    assert verdict(exercise_id, answer)[0] == kind
 
 
 def test_forms_a_learner_types():
@@ -110,7 +204,6 @@ def test_forms_a_learner_types():
     assert verdict("feature-maps-1", torch.Size([64, 14, 14]))[0] == "correct"
     assert verdict("feature-maps-1", "(64, 28, 28)")[0] == "mistake"
     assert verdict("conv2d-2", "lots") == ("unreadable", UNREADABLE)
-    assert verdict("conv2d-1", "(8, 16, 16)")[0] == "wrong"  # a shape of the wrong length
 
 
 def test_unknown_exercise_names_the_argument():
@@ -118,6 +211,8 @@ def test_unknown_exercise_names_the_argument():
         check("mnist-99", 1)
     with pytest.raises(KeyError, match="exercise_id"):
         check("mnist-99", None)
+    with pytest.raises(TypeError, match=r"exercise_id: expected an exercise id .*, got list"):
+        check(["conv2d-2"], 5)
 
 
 def test_a_key_that_cannot_tell_a_mistake_from_the_answer_fails(monkeypatch):
@@ -155,6 +250,7 @@ def test_hook_replaces_check_fences_only(docs_hook):
     )
     out = hook.render(markdown)
     assert 'data-exercise="conv2d-2"' in out and "```python\nprint(1)\n```" in out
+    assert f'maxlength="{MAX_CHARS}"' in out
     assert "from cnnlesson.exercises" not in out
     with pytest.raises(KeyError, match="nope-1"):
         hook.render('```python\nfrom cnnlesson.exercises import check\n\ncheck("nope-1", None)\n```\n')
