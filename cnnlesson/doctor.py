@@ -9,13 +9,12 @@ and CIFAR-10 complete (torchvision's own md5 sums) and can be written to.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import platform
 import re
 import tempfile
-from importlib import resources
+from importlib import import_module, resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,7 +59,7 @@ def installed_versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": python_version()}
     for name in PACKAGES:
         try:
-            found[name] = str(importlib.import_module(name).__version__)
+            found[name] = str(import_module(name).__version__)
         except ImportError:
             found[name] = None
     return found
@@ -197,8 +196,10 @@ def check_mnist(root: Path) -> Check:
     wrong = [p for p in problems if p]
     if wrong:
         return Check(FIX, f"MNIST in {raw}: {'; '.join(wrong)}", f"delete {raw.parent} and download it again")
-    how = "md5 of the .gz files and sizes" if checked == 4 else "sizes (no .gz files to check the md5 of)"
-    return Check(OK, f"MNIST in {raw} is complete ({how})" + _standin_note(raw))
+    how = "the .gz files' md5 and" if checked == 4 else "no .gz files to check the md5 of;"
+    return Check(
+        OK, f"MNIST in {raw} is complete ({how} each file's size matches its header)" + _standin_note(raw.parent)
+    )
 
 
 def check_cifar10(root: Path) -> Check:

@@ -56,8 +56,12 @@ def test_nothing_to_do_exits_0(capsys, recorded, data_root):
 
 
 def test_an_older_torch_is_a_fix(capsys, monkeypatch, recorded, data_root):
-    # What `import torch` reports, as an older install would: a module with an older __version__.
-    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(__version__="1.13.1+cpu"))
+    # What importing torch gives the doctor, as an older install would: a module with an older __version__.
+    # (Only the doctor's imports see it: torch looks itself up in sys.modules while it computes.)
+    fake = types.ModuleType("torch")
+    fake.__version__ = "1.13.1+cpu"
+    real_import = doctor.import_module
+    monkeypatch.setattr(doctor, "import_module", lambda name: fake if name == "torch" else real_import(name))
     status, lines = doctor_lines(capsys, "--data-root", str(data_root))
     major, minor = doctor._release(recorded["torch"])
     assert status == 1
