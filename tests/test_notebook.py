@@ -7,6 +7,8 @@ becomes, on a small page that holds every construct the hook rewrites.
 
 from __future__ import annotations
 
+import re
+
 import nbformat
 
 PAGE = """\
@@ -131,3 +133,25 @@ def test_first_page_keeps_its_headings_and_a_missing_figure_is_named(docs_hook):
         "# Title\n\n![a lost figure](gone.png)\n", "p.md", lambda url: None, shift_headings=False
     )
     assert cell.source == "# Title\n\n*[Figure: a lost figure]*"
+
+
+def test_repeated_headings_get_the_ids_the_table_of_contents_links_to(docs_hook):
+    notebook = docs_hook("notebook")
+    heading = '<h{0} id="{1}">{2}<a class="anchor-link" href="#{1}">¶</a></h{0}>'
+    html = "".join(
+        heading.format(level, slug, text)
+        for level, slug, text in [(2, "pooling", "Pooling"), (3, "exercises", "Exercises"), (2, "mnist", "MNIST"),
+                                  (3, "exercises", "Exercises"), (3, "step_2", "step_2"), (3, "exercises", "Exercises")]
+    )  # fmt: skip
+    toc = ["pooling", "exercises", "mnist", "exercises_1", "step_2", "exercises_2"]  # Python-Markdown numbers repeats
+    fixed = notebook.match_toc_ids(html, toc)
+    assert re.findall(r'<h\d id="([^"]+)">', fixed) == toc
+    assert re.findall(r'href="#([^"]+)"', fixed) == toc  # each heading's own anchor link follows its id
+
+
+def test_every_table_of_contents_entry_of_the_notebook_page_has_its_heading(built_site):
+    html = (built_site / "lesson" / "index.html").read_text("utf-8")
+    toc = re.findall(r'<a href="#([^"]+)" class="md-nav__link">', html)
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert "exercises_1" in toc, "several lesson pages end in Exercises: the table of contents numbers the repeats"
+    assert sorted(set(toc) - set(ids)) == []

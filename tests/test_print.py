@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -176,3 +177,17 @@ def test_pdf_has_every_figure_exercise_and_rendered_math(printed, lesson_pages, 
         if has and not any(title == "Exercises" for _, title, _ in entries)
     ]
     assert not missing, f"the exercises of these pages are missing from the PDF: {missing}"
+
+
+def test_print_page_code_line_links_point_at_their_own_lines(built_site):
+    """Every code line's link on the print page names an id that is there, and no line id repeats across pages."""
+    print_page = next((p for p in PRINT_PAGES if _built(built_site, p).exists()), None)
+    assert print_page, "mkdocs-print-site-plugin wrote no print page"
+    html = _built(built_site, print_page).read_text("utf-8")
+    ids = Counter(re.findall(r"""\bid=["']([^"']+)["']""", html))
+    links = re.findall(r'href="#([^"]*__codelineno-[^"]*)"', html)
+    assert len(links) > 100, "the lesson's code blocks have line anchors"
+    missing = sorted(set(links) - set(ids))
+    assert not missing, f"{len(missing)} of {len(links)} code-line links point nowhere, e.g. {missing[:3]}"
+    repeated = sorted(name for name, n in ids.items() if n > 1 and "__codelineno-" in name)
+    assert not repeated, f"{len(repeated)} code-line ids repeat, e.g. {repeated[:3]}"

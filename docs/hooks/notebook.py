@@ -271,8 +271,38 @@ def on_page_markdown(markdown, page, config, files):
     return f"{title}\n\n{links}\n{newline}{rest}"
 
 
+# A heading as nbconvert writes it (mkdocs-jupyter's lower-case id), with its own anchor link.
+NB_HEADING = re.compile(r'(<h[1-6] id=")([^"]+)(">.*?<a class="anchor-link" href="#)\2(">)', re.DOTALL)
+
+
+def _toc_ids(links) -> list[str]:
+    """The ids of a table of contents' entries, in document order."""
+    return [i for link in links for i in (link.id, *_toc_ids(link.children))]
+
+
+def match_toc_ids(html: str, toc_ids: list[str]) -> str:
+    """Give each repeated heading id the table of contents' id for it: the second "exercises" becomes "exercises_1".
+
+    nbconvert gives every heading the id of its text, so the lesson's nine
+    "Exercises" headings share one; the table of contents (Python-Markdown's)
+    numbers the repeats, and so pointed eight of its entries nowhere. The
+    n-th heading with an id takes the n-th table entry made from that id.
+    """
+    queues: dict[str, list[str]] = {}
+    for toc_id in toc_ids:
+        base = re.sub(r"_\d+$", "", toc_id)
+        queues.setdefault(base if base in queues else toc_id, []).append(toc_id)
+
+    def rename(match: re.Match) -> str:
+        queue = queues.get(match.group(2))
+        new_id = queue.pop(0) if queue else match.group(2)
+        return f"{match.group(1)}{new_id}{match.group(3)}{new_id}{match.group(4)}"
+
+    return NB_HEADING.sub(rename, html)
+
+
 def on_post_page(output, page, config):
     # nbconvert's template names CDN scripts; the page needs neither of them.
     if page.file.src_uri == NOTEBOOK:
-        return NBCONVERT_CDN_SCRIPTS.sub("", output)
+        return match_toc_ids(NBCONVERT_CDN_SCRIPTS.sub("", output), _toc_ids(page.toc))
     return output
