@@ -102,7 +102,9 @@ def test_sdist_and_wheel_pass_the_release_checks(dist):
     names = zipfile.ZipFile(wheels[0]).namelist()
     package = sorted(n for n in names if not n.startswith(f"cnnlesson-{version()}.dist-info/"))
     sources = sorted(
-        f"cnnlesson/{p.name}" for p in (ROOT / "cnnlesson").iterdir() if p.suffix == ".py" or p.name == "py.typed"
+        f"cnnlesson/{p.name}"
+        for p in (ROOT / "cnnlesson").iterdir()
+        if p.suffix == ".py" or p.name in ("py.typed", "ran_with.json")
     )
     assert package == sources, "the wheel holds the cnnlesson package and nothing else"
 
