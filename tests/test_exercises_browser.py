@@ -20,9 +20,10 @@ import pytest
 from conftest import PALETTES, PHONE
 from explorer_page import MATHJAX
 from playwright.sync_api import expect
-from test_exercises import BOX, as_text, wrong_answer
+from test_exercises import BOX, answer_cases, as_text, cached_key, wrong_answer
 
-from cnnlesson.exercises import CORRECT, key, verdict
+from cnnlesson.answers import MAX_CHARS
+from cnnlesson.exercises import CORRECT, UNREADABLE, key, verdict
 
 pytestmark = pytest.mark.browser
 
@@ -127,6 +128,30 @@ def test_keyboard_only_and_announced(open_page, box_pages):
     page.keyboard.press("Enter")
     expect(out).not_to_be_empty()
     assert field.get_attribute("aria-invalid") == "true"
+
+
+def test_page_reads_every_answer_case_as_check_does(open_page, box_pages):
+    """The shared table of cases (tests/answer_cases.json) through the page's own verdict, in one page load."""
+    name, ids = next(iter(box_pages.items()))
+    page = open_page(name)
+    cases = answer_cases()
+    keys = {exercise_id: cached_key(exercise_id) for exercise_id, _, _ in cases}
+    shown = page.evaluate(
+        "([keys, cases]) => cases.map(([id, text]) => window.cnnAnswers.verdict(keys[id], text))",
+        [keys, [[exercise_id, text] for exercise_id, text, _ in cases]],
+    )
+    differ = [
+        f"{exercise_id} {text[:40]!r}: page {tuple(got)}, check {verdict(exercise_id, text, keys[exercise_id])}"
+        for (exercise_id, text, _), got in zip(cases, shown, strict=True)
+        if tuple(got) != verdict(exercise_id, text, keys[exercise_id])
+    ]
+    assert not differ, "\n".join(differ)
+    assert page.evaluate("window.cnnAnswers.MAX_CHARS") == MAX_CHARS
+    form = page.locator(f'form.cnn-answer[data-exercise="{ids[0]}"]')
+    assert form.locator("input").get_attribute("maxlength") == str(MAX_CHARS)
+    # Typed for real: no number is infinite, and markup stays text.
+    assert answer(form, "1e999") == UNREADABLE
+    assert answer(form, "<b>1</b>") == UNREADABLE and form.locator("b").count() == 0
 
 
 def test_axe_finds_nothing_on_answered_boxes_in_both_palettes(browser, offline_site, box_pages, axe_script):
