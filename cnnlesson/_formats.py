@@ -86,7 +86,22 @@ def check_idx(path: Path, kind: str) -> int:
                                f"({' x '.join(map(str, dims))} values), the file has {size}")  # fmt: skip
     if dims[0] == 0:
         raise DataCorruptError(f"MNIST file {path} is empty or corrupt: its header says it holds 0 {kind}")
+    memory = _physical_memory()
+    if memory is not None and 2 * size > memory:  # torchvision reads the file, then copies it into a tensor
+        raise DataCorruptError(
+            f"MNIST file {path} is corrupt or too large to load: its header says it holds {dims[0]:,} {kind} "
+            f"(MNIST's files hold 60,000 and 10,000), a file of {size:,} bytes; torchvision reads it into memory "
+            f"twice over, and this machine has {memory:,} bytes"
+        )
     return dims[0]
+
+
+def _physical_memory() -> int | None:
+    """This machine's memory in bytes; None where the OS does not say (Windows has no sysconf)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def check_mnist_files(raw: Path, files: tuple[str, ...], train: bool) -> None:

@@ -215,6 +215,28 @@ def test_an_idx_pair_with_no_images_is_empty_not_an_offset_error(tmp_path, mnist
         load_mnist(tmp_path, train=False)
 
 
+@pytest.mark.skipif(not hasattr(os, "sysconf"), reason="the memory size comes from sysconf (POSIX)")
+def test_an_idx_header_claiming_more_images_than_memory_holds_is_refused_before_reading(tmp_path, mnist_root):
+    # A well-formed header and a file of exactly the size it promises, sparse so it costs no disk:
+    # at least the 60 million images of the report (47 GB), and at least twice this machine's memory.
+    shutil.copytree(mnist_root, tmp_path, dirs_exist_ok=True)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    count = min(max(60_000_000, 2 * memory // 784 + 1), 2**32 - 1)
+    images.write_bytes(b"\x00\x00\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (count, 28, 28)))
+    os.truncate(images, 16 + count * 784)
+    labels = images.with_name("train-labels-idx1-ubyte")  # as many labels (all 0), so the counts agree
+    labels.write_bytes(b"\x00\x00\x08\x01" + count.to_bytes(4, "big"))
+    os.truncate(labels, 8 + count)
+    with pytest.raises(DataCorruptError) as info:
+        load_mnist(tmp_path, train=True)
+    assert str(info.value) == (
+        f"MNIST file {images} is corrupt or too large to load: its header says it holds {count:,} images "
+        f"(MNIST's files hold 60,000 and 10,000), a file of {16 + count * 784:,} bytes; torchvision reads it into "
+        f"memory twice over, and this machine has {memory:,} bytes"
+    )
+
+
 def _not_a_file(kind, path):
     """Put something that is not a regular file at `path`."""
     path.unlink()
