@@ -5,7 +5,8 @@ command; each is one *rank*. `train` runs `cnnlesson.train.train`'s loop in
 each of them, adding the steps of PyTorch's DDP tutorial, in this order:
 
 1. `init_process_group` from torchrun's environment (`RANK`, `WORLD_SIZE`,
-   `MASTER_ADDR`, ...): NCCL on CUDA, gloo on the CPU;
+   `MASTER_ADDR`, ...): NCCL on CUDA, gloo on the CPU; each process waits
+   for the others up to `JOIN_TIMEOUT` seconds (`CNNLESSON_JOIN_TIMEOUT`);
 2. give every rank its own share of the training images with a
    `DistributedSampler`, reshuffled each epoch by `set_epoch`;
 3. wrap the model in `DistributedDataParallel`, whose `backward` averages the
@@ -20,8 +21,10 @@ as in a single process. Each rank takes `batch_size // world_size` of them.
 import math
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import NamedTuple
 
 import torch
@@ -33,7 +36,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 import cnnlesson.device
 import cnnlesson.train
 
-__all__ = ["Launch", "ProcessLostError", "torchrun_launch", "train"]
+__all__ = ["JOIN_TIMEOUT", "JoinError", "Launch", "ProcessLostError", "torchrun_launch", "train"]
 
 # What torchrun sets in every process it starts: all of them, or it did not start this one.
 _TORCHRUN_VARIABLES = (
@@ -45,18 +48,27 @@ _TORCHRUN_VARIABLES = (
     "MASTER_PORT",
     "TORCHELASTIC_RUN_ID",
 )
+# How long a process waits for the others of its job, in seconds (NCCL's own default; it also bounds
+# each later wait of one process for the others); the environment variable sets another.
+JOIN_TIMEOUT = 600.0
+TIMEOUT_VARIABLE = "CNNLESSON_JOIN_TIMEOUT"
 
 
 class ProcessLostError(RuntimeError):
     """Another process of the torchrun job stopped; the run can go on with `--resume`."""
 
 
+class JoinError(RuntimeError):
+    """The processes of the torchrun job did not all meet (one was never started, or the address is taken)."""
+
+
 class Launch(NamedTuple):
-    """Where this process stands in a torchrun job."""
+    """Where this process stands in a torchrun job, and how long it waits for the others (seconds)."""
 
     rank: int
     local_rank: int
     world_size: int
+    timeout: float = JOIN_TIMEOUT
 
     def device(self, device: torch.device) -> torch.device:
         """This rank's device: on CUDA its own GPU, `cuda:LOCAL_RANK`, made the current one."""
@@ -96,7 +108,65 @@ def torchrun_launch(environ=os.environ) -> Launch | None:
             f"torchrun's variables contradict each other: RANK={rank}, WORLD_SIZE={world}, "
             f"LOCAL_RANK={local}, LOCAL_WORLD_SIZE={local_world}"
         )
-    return Launch(rank, local, world)
+    return Launch(rank, local, world, _join_timeout(environ))
+
+
+def _join_timeout(environ) -> float:
+    """The seconds `TIMEOUT_VARIABLE` sets, or `JOIN_TIMEOUT`."""
+    text = environ.get(TIMEOUT_VARIABLE)
+    if text is None:
+        return JOIN_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:  # also refuses nan
+        raise ValueError(f"{TIMEOUT_VARIABLE}: expected a positive finite number of seconds, got {text!r}")
+    return seconds
+
+
+def _join(launch: Launch, backend: str) -> None:
+    """`init_process_group` from torchrun's variables, waiting at most `launch.timeout` s for the other processes.
+
+    torch's wait returns to Python only when it ends, so it runs in a thread
+    of its own: a Ctrl-C meanwhile stops the run at once, not after the
+    timeout. A wait of more than a second says on stderr what it waits for.
+
+    Raises:
+        JoinError: the job did not meet: one line naming the address and the timeout.
+    """
+    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    outcome: list[BaseException | None] = []
+
+    def join() -> None:
+        try:
+            dist.init_process_group(backend, timeout=timedelta(seconds=launch.timeout))
+        except BaseException as err:  # handed to the waiting thread, which raises it
+            outcome.append(err)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=join, name="cnnlesson-join", daemon=True)
+    thread.start()
+    thread.join(1.0)
+    if thread.is_alive():
+        print(
+            f"torchrun: rank {launch.rank} of {launch.world_size} is waiting for the job's other processes at "
+            f"{where} (MASTER_ADDR:MASTER_PORT), for up to {launch.timeout:g} s ({TIMEOUT_VARIABLE} sets it)",
+            file=sys.stderr,
+            flush=True,
+        )
+    thread.join()
+    error = outcome[0] if outcome else RuntimeError("init_process_group ended without a result")
+    if isinstance(error, dist.DistError):
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise JoinError(
+            f"torchrun: rank {launch.rank} of {launch.world_size} could not join the job at {where} ({first}); "
+            f"start all {launch.world_size} processes with one torchrun command, "
+            f"or give them longer with {TIMEOUT_VARIABLE} (now {launch.timeout:g} s)"
+        ) from None
+    if error is not None:
+        raise error
 
 
 class _ShardedTensorLoader:
@@ -219,6 +289,7 @@ def train(
     SyncBatchNorm, each rank normalises with its own share of the batch.
 
     Raises:
+        JoinError: the job's processes did not all meet within the timeout.
         ProcessLostError: another rank stopped during the run.
         ValueError: the process was not started by torchrun (see
             `torchrun_launch`); or, on every rank, the checkpoint cannot be resumed.
@@ -229,7 +300,7 @@ def train(
             "cnnlesson.distributed.train: not started by torchrun (no RANK, WORLD_SIZE, ...); use cnnlesson.train.train"
         )
     device = launch.device(cnnlesson.device.get_device(device))  # each rank its own GPU, also when called from Python
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    _join(launch, "nccl" if device.type == "cuda" else "gloo")
     previous = None
     if threading.current_thread() is threading.main_thread():
         # When one rank fails, torchrun ends the others with SIGTERM: say so instead of vanishing.

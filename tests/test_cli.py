@@ -658,6 +658,22 @@ HOSTILE = [
         env={**TORCHRUN_ENV, "RANK": "abc"},
     ),
     Case(
+        "torchrun-alone",
+        train_argv(resume=False, out="{tmp}/new"),
+        1,
+        # MASTER_PORT 0: rank 0 listens on a port of the OS's choice, which no other test's job can take.
+        "torchrun: rank 0 of 2 could not join the job at 127.0.0.1:0 (Timed out after ",
+        upfront=False,  # the data is read before the join, and the note on what it waits for comes first
+        env={**TORCHRUN_ENV, "MASTER_PORT": "0", "CNNLESSON_JOIN_TIMEOUT": "2"},
+    ),
+    Case(
+        "join-timeout-soon",
+        train_argv(resume=False, out="{tmp}/new"),
+        2,
+        "CNNLESSON_JOIN_TIMEOUT: expected a positive finite number of seconds, got 'soon'",
+        env={**TORCHRUN_ENV, "CNNLESSON_JOIN_TIMEOUT": "soon"},
+    ),
+    Case(
         "rank-beyond-world",
         train_argv(epochs="2"),
         2,
@@ -1188,6 +1204,8 @@ def hostile_runs(request, tmp_path_factory):
 def test_hostile_input_gets_one_line_and_loses_nothing(case, hostile_runs):
     result, tmp, before, after = hostile_runs[case.id]
     err = result.stderr
+    if case.id == "torchrun-alone":  # it said what it waited for, before the error
+        assert "torchrun: rank 0 of 2 is waiting for the job's other processes at 127.0.0.1:0" in err, err
     assert "Traceback" not in err, err
     # When a run had started, tqdm's bar and notes come first: the error is the last line.
     last = err if case.upfront else last_line(err)
