@@ -224,11 +224,11 @@ def _trace(net: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[tuple], t
     modes = {layer: layer.training for layer in net.modules()}
     hooks = [layer.register_forward_hook(record) for layer in net.modules() if not list(layer.children())]
     try:
-        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        with torch.random.fork_rng(devices=[]):
             output = net.eval()(image)
     except Exception as err:
         raise ValueError(
-            f"input_shape: {type(net).__name__} cannot run on an image of shape {tuple(input_shape)} "
+            f"input_shape: running {type(net).__name__} on one image of shape {tuple(input_shape)} failed "
             f"({type(err).__name__}: {err})"
         ) from None
     finally:
@@ -277,7 +277,8 @@ def layer_specs(net: nn.Module, input_shape: tuple[int, int, int] | None = None)
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or not all(is_int(n) for n in input_shape):
         raise TypeError(f"input_shape: expected (channels, height, width) as three ints, got {input_shape!r}")
     shape = tuple(check_int(f"input_shape[{i}]", n, low=1) for i, n in enumerate(input_shape))
-    calls, image, image_node, output = _trace(net, shape)
+    with torch.inference_mode(False), torch.enable_grad():  # the check follows autograd, whatever the caller's mode
+        calls, image, image_node, output = _trace(net, shape)
     specs: list[LayerSpec] = []
     counts: dict[str, int] = {}
     previous, previous_name, previous_size = image_node, "the input image", tuple(shape[1:])

@@ -198,7 +198,9 @@ def test_bad_input_shapes_are_named():
         layer_specs(net, 28)
     with pytest.raises(ValueError, match=r"input_shape\[1\]: expected an int >= 1, got 0"):
         layer_specs(net, (1, 0, 28))
-    with pytest.raises(ValueError, match=r"input_shape: Sequential cannot run on an image of shape \(2, 28, 28\)"):
+    with pytest.raises(
+        ValueError, match=r"input_shape: running Sequential on one image of shape \(2, 28, 28\) failed \(RuntimeError: "
+    ):
         layer_specs(net, (2, 28, 28))
 
 
@@ -209,7 +211,8 @@ def test_reading_a_model_changes_nothing_in_it():
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    assert [s.name for s in layer_specs(net, input_shape=(1, 28, 28))] == ["conv1", "pool"]
+    with torch.no_grad():  # the check follows autograd even where the caller has switched it off
+        assert [s.name for s in layer_specs(net, input_shape=(1, 28, 28))] == ["conv1", "pool"]
     assert torch.equal(torch.rand(3), expected)  # the random state too
     assert net.training and net.bn1.training and not net.dropout.training
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
