@@ -289,7 +289,8 @@ def layer_specs(net: nn.Module, input_shape: tuple[int, int, int] | None = None)
         if ndim == 2:
             continue  # flattened features: the layer sees the whole image
         if ndim != 4:
-            raise ValueError(f"{where}: expected a (batch, channels, height, width) input, got {ndim}-D")
+            got = f"a {ndim}-D tensor" if ndim is not None else type(x).__name__
+            raise ValueError(f"{where}: expected a (batch, channels, height, width) tensor as input, got {got}")
         if isinstance(layer, nn.BatchNorm2d) and layer.running_mean is None:
             raise ValueError(
                 f"{where}: expected running statistics; with track_running_stats=False it mixes all pixels"

@@ -180,6 +180,8 @@ REFUSED = [
      r"^UpsampledOutput: expected its output to be conv \(Conv2d\)'s, .* the operation UpsampleNearest2D$"),
     ("registered-never-applied", _unused_conv3(),
      r"^conv3 \(Conv2d\): expected every conv and pooling layer to be applied by forward, but MNISTNet's forward never"),
+    ("a-layer-on-3-d-tensors", nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten(2), nn.Dropout()),
+     r"^2 \(Dropout\): expected a \(batch, channels, height, width\) tensor as input, got a 3-D tensor$"),
     ("linear-on-images", nn.Sequential(nn.Conv2d(1, 1, 3), nn.Linear(26, 4)), r"^1 \(Linear\): expected one of"),
 ]  # fmt: skip
 
