@@ -31,6 +31,7 @@ is "unreadable"; nothing an answer holds raises.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -123,8 +124,13 @@ def _convs(net: nn.Module) -> list[nn.Conv2d]:
     return [m for m in net.modules() if isinstance(m, nn.Conv2d)]
 
 
-def _conv_macs(net: CIFAR10Net, index: int) -> int:
-    """Multiply-adds of `net`'s index-th convolution for one input: output elements × one filter's weights."""
+@functools.cache
+def _cifar10_macs(index: int) -> int:
+    """Multiply-adds of CIFAR10Net's index-th convolution for one image: output elements × one filter's weights.
+
+    Cached: a key and its mistakes ask for it several times, and each would build a new network.
+    """
+    net = CIFAR10Net()
     conv = _convs(net)[index]
     seen: list[torch.Tensor] = []
     handle = conv.register_forward_hook(lambda module, inputs, output: seen.append(output))
@@ -134,12 +140,14 @@ def _conv_macs(net: CIFAR10Net, index: int) -> int:
     return seen[0].numel() * conv.weight[0].numel()
 
 
-def _conv3_specs() -> list[LayerSpec]:
+@functools.cache
+def _conv3_specs() -> tuple[LayerSpec, ...]:
     """MNISTNet's conv and pooling layers, then a third conv, Conv2d(64, 128, 3, padding=1), after pool2."""
     conv3 = nn.Conv2d(64, 128, 3, padding=1)
-    return [*layer_specs(MNISTNet()), LayerSpec("conv3", conv3.kernel_size[0], conv3.stride[0], int(conv3.padding[0]))]
+    return (*layer_specs(MNISTNet()), LayerSpec("conv3", conv3.kernel_size[0], conv3.stride[0], int(conv3.padding[0])))
 
 
+@functools.cache
 def _summary_maps(conv1_padding: int = 2, conv2_padding: int = 0, pools: int = 2) -> tuple[int, ...]:
     """The summary exercise's stack on one 3×64×64 image: its output shape without the batch."""
     layers: list[nn.Module] = [nn.Conv2d(3, 16, 5, padding=conv1_padding), nn.ReLU(), nn.MaxPool2d(2)]
@@ -519,22 +527,22 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         "cifar10-3",
         "Multiply-adds of conv2 for one image",
-        lambda: _conv_macs(CIFAR10Net(), 1),
+        lambda: _cifar10_macs(1),
         (
             Mistake(
                 "one input channel or one map",
-                lambda: _conv_macs(CIFAR10Net(), 1) // 64,
+                lambda: _cifar10_macs(1) // 64,
                 "that is 64 times too few: each output element sums over all 64 input channels "
                 "(3 × 3 × 64 multiply-adds), and conv2 makes 64 maps of 32 × 32.",
             ),
             Mistake(
                 "the colour channels",
-                lambda: _conv_macs(CIFAR10Net(), 0),
+                lambda: _cifar10_macs(0),
                 "conv2's input is conv1's 64 maps, not the image's 3 colour channels.",
             ),
             Mistake(
                 "after the pooling",
-                lambda: _conv_macs(CIFAR10Net(), 1) // 4,
+                lambda: _cifar10_macs(1) // 4,
                 "conv2 comes before the first pooling: its maps are still 32 × 32.",
             ),
             Mistake(
