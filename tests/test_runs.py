@@ -184,8 +184,7 @@ def test_every_page_with_code_shows_its_line_from_runs_json(built_site, hook):
     for page in pages:
         line = hook.ran_on_line(runs, page, hook.block_codes(DOCS / page), "results.md#runs-of-the-pages")
         text = re.sub(r"\[Measured results\]\([^)]*\)", "Measured results", line).strip("*")
-        html = (built_site / page.removesuffix(".md") / "index.html").read_text(encoding="utf-8")
-        if page == "index.md":
-            html = (built_site / "index.html").read_text(encoding="utf-8")
+        built = built_site / ("index.html" if page == "index.md" else f"{page.removesuffix('.md')}/index.html")
+        html = built.read_text(encoding="utf-8")
         shown = re.sub(r"<[^>]+>", "", html)
         assert text in shown, f"{page}: {text}"
