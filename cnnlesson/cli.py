@@ -11,7 +11,6 @@ import contextlib
 import json
 import math
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import cast
@@ -21,6 +20,7 @@ import torch
 import cnnlesson
 import cnnlesson.device
 from cnnlesson import models
+from cnnlesson._interrupt import end_by_sigint, wraps_ctrl_c
 from cnnlesson.checkpoint import load_model
 from cnnlesson.files import atomic_path, check_can_create, lock_folder, what_is, write_text_atomic
 from cnnlesson.train import EPOCHS_MAX, SEED_MAX, evaluate, train, write_history
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     # OSError: unwritable --out, full disk, a lock, missing data; RuntimeError: a diverged run, torch refusing a value.
     except (OSError, ValueError, RuntimeError) as err:
-        if not _wraps_ctrl_c(err):
+        if not wraps_ctrl_c(err):
             print(f"cnnlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
             return 1
     # Ctrl-C: the lock and temporary files are gone by now.
@@ -420,35 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     return 130
 
 
-def _wraps_ctrl_c(err: BaseException) -> bool:
-    """Whether `err` was raised by a Ctrl-C.
-
-    Python 3.11 turns a KeyboardInterrupt raised in a class's ``__set_name__``
-    (torch defines such classes while it imports) into a RuntimeError caused by it.
-    """
-    seen: set[int] = set()
-    cause: BaseException | None = err
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
 def run() -> None:
     """The `cnnlesson` program: run `main()` and exit with its status, or by SIGINT after Ctrl-C."""
-    status = main()
-    if status == 130 and os.name == "posix":
-        # Ended by SIGINT, as Python ends any program Ctrl-C stopped, so that a
-        # shell loop running this one stops too (the shell's status is 130 either
-        # way). Returning 130 would not be reliable: CPython ends the process by
-        # SIGINT anyway when the Ctrl-C landed in code run by exec() or eval() of
-        # a string, as namedtuple and dataclass do while torchvision imports.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+    try:
+        status = main()
+    except BaseException as err:  # a Ctrl-C outside the command's own handler (building the parser, parsing)
+        if not wraps_ctrl_c(err):
+            raise
+        print("cnnlesson: interrupted; nothing was written", file=sys.stderr)
+        status = 130
+    if status == 130:
+        end_by_sigint()
     sys.exit(status)
 
 

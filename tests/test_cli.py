@@ -1303,6 +1303,32 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
     assert not out.exists()  # the folder the run made, with only its lock, is gone again
 
 
+# A torch whose import is hit by Ctrl-C: plainly, or (Python 3.11) inside a class's __set_name__, as a RuntimeError.
+CTRL_C_IN_IMPORT = {
+    "plain": "raise KeyboardInterrupt\n",
+    "set-name": "class D:\n    def __set_name__(self, owner, name):\n        raise KeyboardInterrupt\n\n"
+    "class Knobs:\n    use_buffer_ops = D()\n",
+}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="ended by SIGINT")
+@pytest.mark.parametrize("how", CTRL_C_IN_IMPORT.values(), ids=CTRL_C_IN_IMPORT)
+def test_ctrl_c_while_torch_imports_is_one_line_and_ends_by_sigint(how, tmp_path):
+    """Ctrl-C in the program's first seconds, while the CLI's modules import torch, deterministically: a planted torch."""
+    import signal
+
+    (tmp_path / "planted").mkdir()
+    (tmp_path / "planted" / "torch.py").write_text(how)
+    env = _cli_env()
+    env["PYTHONPATH"] = str(tmp_path / "planted") + os.pathsep + env["PYTHONPATH"]
+    script = shutil.which("cnnlesson") or "cnnlesson"
+    argv = ["train", "--model", "mnistnet", "--dataset", "mnist", "--data-root", "d", "--epochs", "1", "--out", "run"]
+    for program in ([sys.executable, "-m", "cnnlesson"], [script]):  # python -m, and the console script
+        done = subprocess.run([*program, *argv], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert (done.returncode, done.stderr) == (-signal.SIGINT, "cnnlesson: interrupted; nothing was written\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["planted"]
+
+
 @pytest.mark.parametrize("wrapped", [True, False])
 def test_ctrl_c_inside_a_class_definition_is_still_ctrl_c(tmp_path, monkeypatch, capsys, wrapped):
     """Python 3.11 reports a Ctrl-C in a __set_name__ (as in torch's imports) as a RuntimeError; it is still Ctrl-C."""

@@ -230,7 +230,8 @@ def test_train_puts_each_rank_on_its_own_gpu(monkeypatch):
     class Started(Exception):
         pass
 
-    def init_process_group(backend):
+    def init_process_group(backend, timeout):
+        assert timeout.total_seconds() == distributed.JOIN_TIMEOUT  # never torch's 30 minutes of silence
         raise Started(backend)
 
     monkeypatch.setattr(distributed.dist, "init_process_group", init_process_group)
