@@ -138,7 +138,14 @@ def test_the_line_names_the_cpu_and_a_gpu_never_the_simulation(hook):
     )
     assert hook.ran_on_line(runs, "new.md", codes, link).startswith("*The code on this page has not run yet")
     runs["pages"]["convolution.md"] = page("c", passed=1)
-    assert f"(Linux, Python 3.11, torch 2.14.1+cu130, {len(codes) - 1} of {len(codes)} blocks failed)" in (
+    assert hook.ran_on_line(runs, "convolution.md", codes, link).startswith(
+        "*The code blocks on this page ran on the CPU "
+        f"(Linux, Python 3.11, torch 2.14.1+cu130, {len(codes) - 1} of {len(codes)} blocks failed), 2026-12-06;"
+    )
+    # A GPU that ran the page before its last change is not a GPU run of this code.
+    old_gpu = {"run": "g", **entry(hook, ["old code\n"])}
+    runs["pages"]["convolution.md"] = [*page("c"), old_gpu]
+    assert "2026-12-06; not run on a GPU since the last change. More in" in (
         hook.ran_on_line(runs, "convolution.md", codes, link)
     )
 

@@ -118,9 +118,16 @@ def ran_on_line(runs: dict, page: str, codes: list[str], results_link: str) -> s
     if not parts:  # only the simulated GPU ran this code
         return f"*The code on this page has not run on the CPU or a GPU since the last change to it; see {link}.*"
     dates = sorted(e["date"][:10] for k in (CPU, GPU) for e in found.get(k, []))
-    missing = [what for k, what in ((CPU, "on the CPU"), (GPU, "on a GPU")) if not found.get(k)]
-    not_yet = f"; not yet run {' or '.join(missing)}" if missing else ""
-    return f"*Every code block on this page ran {' and '.join(parts)}, {dates[-1]}{not_yet}. More in {link}.*"
+    ever = {kind(runs["runs"][e["run"]]["device"]) for e in runs["pages"][page]}
+    missing = [
+        f"not run {what} since the last change" if k in ever else f"not yet run {what}"
+        for k, what in ((CPU, "on the CPU"), (GPU, "on a GPU"))
+        if not found.get(k)
+    ]
+    ran = [e for k in (CPU, GPU) for e in found.get(k, [])]
+    blocks = "Every code block" if all(e["passed"] == e["blocks"] for e in ran) else "The code blocks"
+    after = "".join(f"; {text}" for text in missing)
+    return f"*{blocks} on this page ran {' and '.join(parts)}, {dates[-1]}{after}. More in {link}.*"
 
 
 def _cell(entry: dict | None) -> str:
