@@ -6,6 +6,11 @@ image's centre. A digit drawn large or off-centre must be brought to that
 form before MNISTNet sees it. `preprocess` does it in NumPy; the feature-maps
 page's live network does the same arithmetic in JavaScript
 (docs/javascripts/livenet-digits.js).
+
+Scaling also scales the pen: a digit drawn 50 pixels tall with a 20-pixel pen
+arrives with strokes 6 pixels thick, its loops filled. So the page redraws
+the strokes for the network with a pen of `pen_width(extent)` pixels, which
+makes them STROKE pixels thick after scaling, as MNIST's are, at any size.
 """
 
 import numpy as np
@@ -14,6 +19,8 @@ from cnnlesson._checks import check_int
 
 SIZE = 28  # MNIST's images are 28x28
 BOX = 20  # the digit is scaled to fit a BOX x BOX square
+STROKE = 2.5  # MNIST's strokes, in pixels of the 20x20 box (ink over centre-line length: about 2.5-3)
+MIN_PEN = 2.0  # the thinnest pen, in pad pixels: a dot stays visible
 MAX_SIDE = 10_000  # the area weights are dense (BOX x side): a longer side would cost memory for nothing
 
 
@@ -25,6 +32,14 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
     cells = np.arange(n_in)[None, :]
     overlap = np.minimum(ends, cells + 1) - np.maximum(starts, cells)
     return np.clip(overlap, 0, None) / step
+
+
+def pen_width(extent: float) -> float:
+    """The pen width for strokes whose centre lines span `extent` pixels: STROKE pixels thick after scaling."""
+    # The ink's box is extent + width; scaled to BOX, a stroke is width * BOX / (extent + width) = STROKE.
+    if not np.isfinite(extent) or extent < 0:
+        raise ValueError(f"extent: expected a finite number >= 0 (pixels), got {extent!r}")
+    return max(MIN_PEN, STROKE * float(extent) / (BOX - STROKE))
 
 
 def preprocess(ink: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from explorer_page import MATHJAX
 from benchmarks import livenet
 from benchmarks.realdata import MISSING, real_mnist_root
 from cnnlesson.data import get_dataloaders
-from cnnlesson.digits import preprocess
+from cnnlesson.digits import pen_width, preprocess
 from cnnlesson.models import MNISTNet
 
 pytestmark = pytest.mark.browser
@@ -242,6 +242,64 @@ def test_drawn_like_a_person(live, recorded_net, real_test_split):
     )
     accuracy = float((np.array(predicted) == y[chosen].numpy()).mean())
     assert accuracy >= 0.95, f"the model read {accuracy:.1%} of 200 digits drawn large and off-centre"
+
+
+def _thin(ink: np.ndarray) -> np.ndarray:
+    """Zhang and Suen's thinning (1984): a boolean image's one-pixel centre lines."""
+    img = np.pad(ink, 1)
+    around = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))  # P2..P9, clockwise from north
+    changed = True
+    while changed:
+        changed = False
+        for step in (0, 1):
+            n = [np.roll(img, (-dy, -dx), (0, 1)) for dy, dx in around]
+            count = sum(v.astype(int) for v in n)
+            turns = sum((~n[k] & n[(k + 1) % 8]).astype(int) for k in range(8))
+            triples = ((0, 2, 4), (2, 4, 6)) if step == 0 else ((0, 2, 6), (0, 4, 6))
+            side = np.logical_and.reduce([~(n[i] & n[j] & n[k]) for i, j, k in triples])
+            remove = img & (count >= 2) & (count <= 6) & (turns == 1) & side
+            if remove.any():
+                img, changed = img & ~remove, True
+    return img[1:-1, 1:-1]
+
+
+def pen_strokes(digit: torch.Tensor, up: int = 4) -> np.ndarray:
+    """A real digit as a pen would draw it: its centre lines as (n, 2, 2) segments of (row, column), in digit pixels."""
+    big = F.interpolate(digit[None, None].double(), scale_factor=up, mode="bilinear")[0, 0]
+    line = _thin(big.numpy() > 0.5)
+    ends = []
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):  # each neighbouring pair once (MNIST's margin: no wrap-around)
+        pairs = line & np.roll(line, (-dy, -dx), (0, 1))
+        ends += [((r, c), (r + dy, c + dx)) for r, c in zip(*np.nonzero(pairs))]
+    return (np.array(ends, dtype=np.float64) + 0.5) / up
+
+
+def test_digits_drawn_small_or_large_read_right(live, real_test_split):
+    """200 real held-out digits traced with the pen at 50, 80, 120 and 250 pad pixels: each size reads >= 95 %."""
+    X, y = real_test_split
+    rng = np.random.default_rng(1)
+    chosen = rng.choice(len(X), 200, replace=False)
+    lines = [pen_strokes(X[k, 0] * 0.3081 + 0.1307) for k in chosen]  # the loader's digits are normalised
+    read = {}
+    for size in (50, 80, 120, 250):
+        drawn = []
+        for segments in lines:
+            points = segments.reshape(-1, 2)
+            low, extent = points.min(0), np.ptp(points, 0).max()
+            at = rng.uniform(11, PAD - 11 - size, 2)  # the pen shown is 20 pad pixels wide: all of it on the pad
+            drawn.append(((segments - low) * size / extent + at)[..., ::-1].round(2).tolist())  # (x, y) pairs
+        predicted = live.evaluate(
+            """(all) => all.map((lines) => {
+          const root = document.querySelector('.livenet');
+          root.livenet.drawStrokes(lines);
+          return root.livenet.state().predicted;
+        })""",
+            drawn,
+        )
+        read[size] = float((np.array(predicted) == y[chosen].numpy()).mean())
+    assert min(read.values()) >= 0.95, f"share read right by drawn size (pad pixels): {read}"
+    widths = live.evaluate("(es) => es.map((e) => LiveDigits.penWidth(e))", [0, 1, 50, 200, 280])
+    assert widths == pytest.approx([pen_width(e) for e in (0, 1, 50, 200, 280)], abs=1e-12)
 
 
 def test_touch_and_pen_draw_too(live):

@@ -14,7 +14,7 @@ import pytest
 from mkdocs.exceptions import PluginError
 
 from benchmarks import livenet
-from cnnlesson.digits import BOX, SIZE, area_weights, preprocess
+from cnnlesson.digits import BOX, MIN_PEN, SIZE, STROKE, area_weights, pen_width, preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -49,6 +49,20 @@ def test_preprocess_keeps_an_mnist_digit_nearly_as_it_is():
     digit = np.zeros((28, 28))
     digit[4:24, 11:17] = 1.0  # a "1" already in MNIST's form: 20 tall, centred
     np.testing.assert_allclose(preprocess(digit), digit)
+
+
+@pytest.mark.parametrize("extent", [30.0, 50.0, 120.0, 250.0])
+def test_pen_width_makes_strokes_mnist_thick_after_scaling(extent):
+    width = pen_width(extent)
+    assert width * BOX / (extent + width) == pytest.approx(STROKE)  # the ink's box, scaled to BOX
+    assert STROKE >= 2  # MNIST's strokes are 2-3 pixels of the 20x20 box
+
+
+def test_pen_width_of_a_dot_and_of_nonsense():
+    assert pen_width(0) == MIN_PEN  # a tap still leaves ink
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^extent: expected a finite number >= 0"):
+            pen_width(bad)
 
 
 def test_preprocess_of_an_empty_pad_is_empty():

@@ -5,12 +5,21 @@
  * `preprocess(ink, height, width)` takes the pad's ink (0 = empty, 1 = full)
  * row by row and returns that 28x28 image (values in [0, 1]);
  * `normalise` then applies the lesson's Normalize((0.1307,), (0.3081,)).
+ * `penWidth(extent)` is the pen the pad's strokes are redrawn with for the
+ * network: as thick as MNIST's strokes once the drawing is scaled to 20x20.
  */
 (function () {
   "use strict";
 
   const SIZE = 28, BOX = 20;
   const MEAN = 0.1307, STD = 0.3081;
+  const STROKE = 2.5, MIN_PEN = 2;  // as cnnlesson.digits: MNIST's stroke in the 20x20 box; the thinnest pen
+
+  // The pen width (pad pixels) for strokes whose centre lines span `extent` pad pixels (the longer side):
+  // the ink's box is extent + width wide, scaled to BOX, so width * BOX / (extent + width) = STROKE.
+  function penWidth(extent) {
+    return Math.max(MIN_PEN, (STROKE * extent) / (BOX - STROKE));
+  }
 
   // For each of nOut output cells: the input cells it covers and their weights (area averaging).
   function areaWeights(nIn, nOut) {
@@ -82,5 +91,5 @@
     return Float32Array.from(image, (v) => (v - MEAN) / STD);
   }
 
-  window.LiveDigits = { SIZE, BOX, MEAN, STD, areaWeights, preprocess, normalise };
+  window.LiveDigits = { SIZE, BOX, MEAN, STD, STROKE, MIN_PEN, areaWeights, penWidth, preprocess, normalise };
 })();

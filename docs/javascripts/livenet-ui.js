@@ -8,7 +8,7 @@
  * own network (`cnnlesson export`) comes from a file picker (FileReader).
  *
  * Each widget (<div class="livenet">) gets `root.livenet`, a small API for
- * scripts: pick(k), clear(), placeDigit(pixels, x, y, size), select(layer,
+ * scripts: pick(k), clear(), placeDigit(pixels, x, y, size), drawStrokes(lines), select(layer,
  * map, row, col), setNetwork(doc, label), state(), ink().
  */
 (function () {
@@ -16,7 +16,8 @@
 
   const SCRIPT_SRC = document.currentScript ? document.currentScript.src : "";
   const PAD = 280;  // the pad's own pixels; CSS scales it to the screen
-  const STROKE = 20;  // pen width in pad pixels: after scaling to 20x20 about MNIST's two pixels
+  const STROKE = 20;  // the pen's width on the pad; the network gets the strokes redrawn (see ink())
+  const REDRAW = 200;  // pad pixels: the redrawn strokes' longer side, which leaves room for their pen
   const FC_COLUMNS = 16;  // a fully connected layer's units drawn in rows of 16 (fc1's 128: 8 rows)
   const MAX_FILE = 16 * 1024 * 1024;  // bytes: a float32 CNNWithBN is 4.3 MB; nothing larger is read
   // Matplotlib's viridis, the colour scale of the page's static figure, at nine stops.
@@ -181,8 +182,45 @@
     drawLayers();
 
     // ---- drawing -----------------------------------------------------------------------------
+    // The pen's strokes as drawn (pad pixels), or null while the pad holds a placed digit's pixels.
+    let strokes = [];
+    const inkCanvas = document.createElement("canvas");
+    inkCanvas.width = inkCanvas.height = PAD;
+    const inkCtx = inkCanvas.getContext("2d", { willReadFrequently: true });
+
+    // Draw polylines with round ends and joins, `width` pad pixels wide.
+    function strokeAll(c, lines, width) {
+      Object.assign(c, { lineCap: "round", lineJoin: "round", lineWidth: width, strokeStyle: "#000", fillStyle: "#000" });
+      for (const line of lines) {
+        c.beginPath();
+        if (line.length === 1) {
+          c.arc(line[0][0], line[0][1], width / 2, 0, 2 * Math.PI);
+          c.fill();
+        } else {
+          c.moveTo(line[0][0], line[0][1]);
+          for (const [x, y] of line.slice(1)) c.lineTo(x, y);
+          c.stroke();
+        }
+      }
+    }
+
+    // What the network is given: the strokes redrawn at one size (their longer side REDRAW pad pixels,
+    // centred) with the pen LiveDigits.penWidth gives for it, so that after MNIST's scaling to 20x20 they
+    // are as thick as MNIST's own, whether the digit was drawn 50 or 250 pixels tall.
     function ink() {
-      const data = ctx.getImageData(0, 0, PAD, PAD).data, out = new Float64Array(PAD * PAD);
+      let source = ctx;
+      if (strokes) {
+        let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+        for (const line of strokes) {
+          for (const [x, y] of line) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+        }
+        const extent = Math.max(x1 - x0, y1 - y0), k = extent > 0 ? REDRAW / extent : 1;
+        const at = ([x, y]) => [PAD / 2 + (x - (x0 + x1) / 2) * k, PAD / 2 + (y - (y0 + y1) / 2) * k];
+        inkCtx.clearRect(0, 0, PAD, PAD);
+        if (strokes.length) strokeAll(inkCtx, strokes.map((line) => line.map(at)), LiveDigits.penWidth(extent * k));
+        source = inkCtx;
+      }
+      const data = source.getImageData(0, 0, PAD, PAD).data, out = new Float64Array(PAD * PAD);
       for (let i = 0; i < out.length; i++) out[i] = data[4 * i + 3] / 255;  // the ink is the alpha channel
       return out;
     }
@@ -206,6 +244,8 @@
       picked = null;
       picker.value = "";
       drawing = padPoint(event);
+      if (!strokes) { ctx.clearRect(0, 0, PAD, PAD); strokes = []; }  // a placed digit gives way to the pen
+      strokes.push([drawing]);
       ctx.lineCap = "round";
       ctx.lineJoin = "round";
       ctx.lineWidth = STROKE;
@@ -220,6 +260,7 @@
       if (!drawing) return;
       event.preventDefault();
       const next = padPoint(event);
+      strokes[strokes.length - 1].push(next);
       ctx.beginPath();
       ctx.moveTo(drawing[0], drawing[1]);
       ctx.lineTo(next[0], next[1]);
@@ -237,6 +278,7 @@
 
     function clear() {
       ctx.clearRect(0, 0, PAD, PAD);
+      strokes = [];
       picked = null;
       picker.value = "";
       update(true);
@@ -251,6 +293,7 @@
       for (let i = 0; i < 784; i++) img.data[4 * i + 3] = pixels[i];
       small.getContext("2d").putImageData(img, 0, 0);
       ctx.clearRect(0, 0, PAD, PAD);
+      strokes = null;
       ctx.imageSmoothingEnabled = true;
       ctx.imageSmoothingQuality = "high";
       ctx.drawImage(small, x, y, size, size);
@@ -439,6 +482,15 @@
     root.livenet = {
       pick, clear,
       placeDigit(pixels, x, y, size) { picked = null; picker.value = ""; paint(pixels, x, y, size); update(true); },
+      // Pen strokes, as lists of [x, y] pad pixels, drawn as the pointer would draw them.
+      drawStrokes(lines) {
+        ctx.clearRect(0, 0, PAD, PAD);
+        picked = null;
+        picker.value = "";
+        strokes = lines.map((line) => line.map(([x, y]) => [x, y]));
+        strokeAll(ctx, strokes, STROKE);
+        update(true);
+      },
       select(layer, map, row, col) { select(layer, map, row, col); },
       setNetwork(doc, label) { setNetwork(doc, label || "a network set by a script"); },
       receptiveField: (layer, row, col) => LiveNet.receptiveField(net, layer, row, col),
