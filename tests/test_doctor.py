@@ -197,6 +197,18 @@ def test_a_failing_tensor_operation_is_a_fix(monkeypatch):
     assert check.status == "fix" and "no kernel image" in check.what and "CNNLESSON_DEVICE=cpu" in check.todo
 
 
+def test_auto_on_a_cuda_machine_says_which_gpu_and_cuda(monkeypatch):
+    """A machine whose torch sees one CUDA GPU (mocked here: this test runs on any machine)."""
+    monkeypatch.delenv("CNNLESSON_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    checks, device = doctor.check_device()
+    assert device == torch.device("cuda")
+    assert checks == [doctor.Check("ok", "get_device() picks cuda: NVIDIA H200: CUDA 12.8 sees 1 GPU(s)")]
+
+
 def test_describe_device_names_the_gpu(monkeypatch):
     """What a run's record and the doctor call a CUDA device (`pytest --torch-device cuda` records it so)."""
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
