@@ -287,14 +287,15 @@
   }
 
   // What the page draws: a stage starts at each conv2d, maxpool2d or linear layer and takes in the
-  // batch norm, ReLU, dropout and flatten after it ("conv1 + bn1 + ReLU"). The last stage is the logits.
+  // batch norm, ReLU and dropout after it ("conv1 + bn1 + ReLU"). A flatten changes no value, so the
+  // maps before it stay maps. The last stage is the logits.
   function stagesOf(layers) {
     const stages = [];
     layers.forEach((L, i) => {
       const starts = L.type === "conv2d" || L.type === "maxpool2d" || L.type === "linear";
       if (starts || !stages.length) stages.push({ key: L.name, parts: [], first: i, last: i });
       const S = stages[stages.length - 1];
-      S.last = i;
+      if (L.type !== "flatten") S.last = i;
       if (L.type === "relu") S.parts.push("ReLU");
       else if (L.type !== "dropout" && L.type !== "flatten") S.parts.push(L.name);
     });
