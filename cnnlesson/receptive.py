@@ -42,6 +42,10 @@ class Field(NamedTuple):
     `size` is the field's side in input pixels, `jump` the distance in input
     pixels between neighbouring output pixels, `start` the input row (and
     column) where output pixel 0's field begins (negative: in the padding).
+    Output pixel i's field is the square from row `start + i * jump`, `size`
+    wide, cut at the image's edges; at the bottom and right also where a
+    layer's last window stopped short of its input's edge (a stride that
+    does not divide the size leaves the last rows and columns unread).
     """
 
     name: str
