@@ -58,6 +58,17 @@ def test_int8_weights_are_a_quarter_and_dequantise_per_channel():
     assert ((got - weight).flatten(1).abs().amax(1) <= step / 2 + 1e-7).all()
 
 
+def test_fewer_bits_round_to_fewer_steps():
+    t = torch.randn(4, 50, generator=torch.Generator().manual_seed(2))
+    obj = encode_tensor(t, "int8", bits=6)
+    q = torch.frombuffer(bytearray(base64.b64decode(obj["data"])), dtype=torch.int8)
+    assert q.abs().max() == 31  # each row's largest value is 31 steps of its scale
+    got = decode_tensor(obj, "t", (4, 50))
+    assert ((got - t).abs().amax(1) <= t.abs().amax(1) / 31 / 2 + 1e-7).all()
+    with pytest.raises(ValueError, match=r"^bits: expected an int from 2 to 8, got 9"):
+        export_net(_seeded(LeNet5), "int8", 9)
+
+
 def test_an_all_zero_channel_stays_zero():
     t = torch.zeros(3, 4)
     t[1] = torch.arange(4.0)
