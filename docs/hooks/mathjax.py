@@ -4,8 +4,9 @@ The `docs` extra pins `django-static-mathjax` (MathJax 3.2.2, Apache-2.0),
 a wheel that ships MathJax's `es5/` build as static files. This hook adds
 those files to the site under `assets/mathjax/es5/`; nothing is copied into
 the repository and nothing is fetched from a CDN when a page is read.
-`mkdocs.yml` loads `assets/mathjax/es5/tex-mml-chtml.js`, which finds its
-fonts and extensions next to itself.
+`docs/javascripts/mathjax-config.js` loads `assets/mathjax/es5/tex-mml-chtml.js`
+on the pages that have math (and only there: with its fonts it is 266 KB
+gzipped), and it finds its fonts and extensions next to itself.
 """
 
 import importlib.util

@@ -21,6 +21,7 @@ async () => {
     raw,
     math: math.length,
     unrendered: math.filter((m) => !m.querySelector("mjx-container, .katex")).length,
+    mathjax: [...document.scripts].some((s) => /\/tex-mml-chtml\.js$/.test(s.src)),  // the renderer requested
     notebooks: [...document.querySelectorAll("a[href]")].map((a) => a.href)
       .filter((h) => /\.ipynb$/i.test(new URL(h).pathname)),
   };
