@@ -1,7 +1,8 @@
 """Figures of real MNIST digits and of an MNISTNet trained on them, with the run that made them.
 
 The lesson's pages show training curves, predictions, feature maps, learned
-filters and a digit with its Sobel edges. They must show real handwritten
+filters, a digit with its Sobel edges, and the same digit through both conv
+layers with their receptive fields (the hierarchy). They must show real handwritten
 digits, never the font-drawn stand-ins the tests use, so they are made here,
 by a recorded run, not at build time: MNISTNet (seed 0, Adam, lr 0.001,
 batch 64, CPU) trains for 5 epochs, as the MNIST page's code does, on the
@@ -29,6 +30,8 @@ matplotlib.use("Agg")  # figures go to files; the benchmark machine may have no 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 from torchvision import datasets  # noqa: E402
 
 from benchmarks import livenet  # noqa: E402
@@ -36,6 +39,7 @@ from benchmarks.realdata import MISSING, real_mnist_root  # noqa: E402
 from cnnlesson.conv import conv2d_numpy  # noqa: E402
 from cnnlesson.data import TensorLoader, get_dataloaders  # noqa: E402
 from cnnlesson.models import MNISTNet  # noqa: E402
+from cnnlesson.receptive import layer_specs, receptive_fields  # noqa: E402
 from cnnlesson.train import train  # noqa: E402
 from cnnlesson.viz import plot_filters, plot_history, plot_images, plot_predictions, save_figure, visualize_feature_maps  # noqa: E402
 
@@ -43,11 +47,12 @@ EPOCHS, SEED, LR, BATCH_SIZE = 5, 0, 0.001, 64
 # The files the site shows (docs/hooks/figures.py serves them as figures/<name without "mnist-">).
 FIGURES = (
     "mnist-sobel.png", "mnist-training-curves.png", "mnist-predictions.png",
-    "mnist-feature-maps.png", "mnist-filters.png",
+    "mnist-feature-maps.png", "mnist-filters.png", "mnist-hierarchy.png",
 )  # fmt: skip
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)  # the lesson's, section 7
 SOBEL_THRESHOLD = 0.8
 SHOWN_RIGHT, SHOWN_WRONG = 8, 8  # the predictions figure: one row of each
+HIERARCHY_MAPS = 4  # the hierarchy figure: the strongest maps of each conv layer
 
 
 def compass_sobels() -> list[np.ndarray]:
@@ -90,6 +95,56 @@ def pick_predictions(net: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> 
     return shown_right + shown_wrong, len(wrong)
 
 
+def hierarchy(net: MNISTNet, image: torch.Tensor) -> dict:
+    """Where one conv1 and one conv2 unit look at `image` (1, 28, 28), and which maps each layer shows.
+
+    Each layer's unit is the strongest response of its strongest map; its field
+    is the square of input pixels that unit can see (cnnlesson.receptive).
+    """
+    net.eval()
+    with torch.no_grad():
+        conv1 = F.relu(net.conv1(image[None]))[0]
+        conv2 = F.relu(net.conv2(net.pool1(conv1[None])))[0]
+    fields = {field.name: field for field in receptive_fields(layer_specs(net))}
+    layers = {}
+    for name, maps in (("conv1", conv1), ("conv2", conv2)):
+        strongest = maps.flatten(1).amax(1).argsort(descending=True)[:HIERARCHY_MAPS].tolist()
+        row, col = divmod(int(maps[strongest[0]].argmax()), maps.shape[-1])
+        field = fields[name]
+        layers[name] = {
+            "maps": strongest,
+            "unit": [row, col],
+            "field_size": field.size,
+            # The field's first input row and column (negative: it reaches into the zero padding).
+            "field_start": [field.start + row * field.jump, field.start + col * field.jump],
+            "shape": list(maps.shape),
+        }
+    return {"conv1": (conv1, layers["conv1"]), "conv2": (conv2, layers["conv2"])}
+
+
+def plot_hierarchy(image: torch.Tensor, layers: dict):
+    """One row per conv layer: the digit with one unit's receptive field, then that layer's strongest maps."""
+    fig, axes = plt.subplots(len(layers), 1 + HIERARCHY_MAPS, figsize=(2.2 * (1 + HIERARCHY_MAPS), 2.9 * len(layers)))
+    digit = image[0].cpu().numpy()
+    for (name, (maps, info)), row_axes in zip(layers.items(), axes):
+        size, (top, left) = info["field_size"], info["field_start"]
+        ax = row_axes[0]
+        ax.imshow(digit, cmap="gray")
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec="tab:red", lw=2.5))
+        ax.set_title(f"input: a {name} unit\nsees {size}×{size} pixels", fontsize=12)
+        ax.axis("off")
+        shown = maps[info["maps"]].cpu().numpy()
+        for k, (ax, index) in enumerate(zip(row_axes[1:], info["maps"])):
+            ax.imshow(shown[k], cmap="viridis", vmin=0.0, vmax=float(shown.max()) or 1.0)
+            h, w = shown[k].shape
+            ax.set_title(f"{name} map {index} ({h}×{w})", fontsize=12)
+            ax.axis("off")
+        unit_row, unit_col = info["unit"]
+        row_axes[1].add_patch(Rectangle((unit_col - 0.5, unit_row - 0.5), 1, 1, fill=False, ec="tab:red", lw=2.5))
+    fig.tight_layout()
+    return fig
+
+
 def _save(fig, path: Path) -> None:
     save_figure(fig, path)
     plt.close(fig)
@@ -124,6 +179,8 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
     _save(visualize_feature_maps(net, test_loader.X[0]), out_dir / FIGURES[3])
     marked = [k for k, c in enumerate(likeness) if c >= SOBEL_THRESHOLD]
     _save(plot_filters(net.conv1, marked=marked), out_dir / FIGURES[4])
+    layers = hierarchy(net, test_loader.X[0])
+    _save(plot_hierarchy(test_loader.X[0], layers), out_dir / FIGURES[5])
 
     return {
         "data": (
@@ -155,6 +212,8 @@ def run(out_dir: Path, quick: bool = False, work: Path | None = None) -> dict:
             "untrained_sobel_like": sum(c >= SOBEL_THRESHOLD for c in untrained),
             "untrained_share": round(sum(c >= SOBEL_THRESHOLD for c in untrained) / len(untrained), 4),
         },
+        # The hierarchy figure: the same digit's strongest maps and one unit's receptive field per conv layer.
+        "hierarchy": {name: info for name, (_, info) in layers.items()},
         "figures": list(FIGURES),
         "livenet": livenet.export(net, test_loader, out_dir, quick=quick, first_index=len(train_loader.X)),
     }

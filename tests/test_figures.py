@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from benchmarks import figures
+from cnnlesson.models import MNISTNet
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
@@ -114,3 +116,39 @@ def test_predictions_figure_shows_real_mistakes_after_right_ones():
     y[5] = (y[5] + 1) % 10
     shown, num_wrong = figures.pick_predictions(_Reads(), X, y)
     assert num_wrong == 1 and len(shown) == figures.SHOWN_RIGHT + figures.SHOWN_WRONG and shown[-1] == 5
+
+
+def test_hierarchy_frames_each_units_true_receptive_field():
+    torch.manual_seed(0)
+    net = MNISTNet()
+    image = torch.randn(1, 28, 28)
+    layers = figures.hierarchy(net, image)
+    assert [info["field_size"] for _, info in layers.values()] == [3, 8]
+    for name, (maps, info) in layers.items():
+        strongest = maps.flatten(1).amax(1)
+        assert info["maps"] == strongest.argsort(descending=True)[: figures.HIERARCHY_MAPS].tolist()
+        row, col = info["unit"]
+        assert maps[info["maps"][0], row, col] == strongest.max()  # the unit is the strongest response
+        # The input pixels that can change the unit (non-zero gradient) lie inside the framed square.
+        x = image[None].clone().requires_grad_(True)
+        out = F.relu(net.conv1(x))
+        if name == "conv2":
+            out = F.relu(net.conv2(net.pool1(out)))
+        out[0, info["maps"][0], row, col].backward()
+        rows, cols = x.grad[0, 0].nonzero(as_tuple=True)
+        top, left = info["field_start"]
+        size = info["field_size"]
+        assert (
+            len(rows)
+            and top <= rows.min()
+            and rows.max() < top + size
+            and left <= cols.min()
+            and cols.max() < left + size
+        )
+        if name == "conv1":  # one 3x3 window: every pixel of it (inside the image) counts
+            assert len(rows) == len(
+                {(r, c) for r in range(max(top, 0), min(top + 3, 28)) for c in range(max(left, 0), min(left + 3, 28))}
+            )
+    fig = figures.plot_hierarchy(image, layers)
+    assert len(fig.axes) == 2 * (1 + figures.HIERARCHY_MAPS)
+    figures.plt.close(fig)

@@ -11,7 +11,7 @@ figure the pages show under `figures/`:
   (gitignored), keyed by a hash of this file, the package's source and the
   library versions, so a rebuild that changed none of them draws nothing.
 - `sobel.png`, `training-curves.png`, `predictions.png`, `feature-maps.png`,
-  `filters.png`: real MNIST digits and an MNISTNet trained on them. The
+  `filters.png`, `hierarchy.png`: real MNIST digits and an MNISTNet trained on them. The
   build never trains: `python -m benchmarks` (its `figures` part, see
   benchmarks/figures.py) made them from real digits and recorded the run in
   docs/results/results.json, and the pages' captions quote that record.
@@ -48,7 +48,7 @@ DIAGRAMS = ("conv-relu-pool.png", "lenet5.png", "im2col.png")  # drawn here, no 
 RESULTS_PART = "figures"
 REAL_FIGURES = (
     "mnist-sobel.png", "mnist-training-curves.png", "mnist-predictions.png",
-    "mnist-feature-maps.png", "mnist-filters.png",
+    "mnist-feature-maps.png", "mnist-filters.png", "mnist-hierarchy.png",
 )  # fmt: skip
 RUN_THEM = "run `python -m benchmarks` (its figures part) with the real MNIST digits (../shared or $CNNLESSON_SHARED) beside the clone"
 # The lesson's 3x4 example (section 1), as the lesson prints it.
