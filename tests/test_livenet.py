@@ -1,10 +1,12 @@
-"""The feature-maps page's live network, in real Chromium, against PyTorch's MNISTNet.
+"""The feature-maps page's live network, in real Chromium, against PyTorch.
 
-The page's JavaScript (docs/javascripts/livenet*.js) runs the lesson's
-MNISTNet forward pass and MNIST's preprocessing; these tests hold it to
-`cnnlesson.models.MNISTNet` and `cnnlesson.digits.preprocess`, and check
-that a reader can use it: drawing with pointer events, the keyboard, a
-phone, the offline copy from file://, both palettes (axe-core), and paper.
+The page's JavaScript (docs/javascripts/livenet*.js) interprets the layer
+list of `cnnlesson export` (the page's own MNISTNet, or a reader's MNISTNet,
+LeNet-5 or CNNWithBN) and does MNIST's preprocessing; these tests hold it to
+the PyTorch models, trained briefly with the CLI, and to
+`cnnlesson.digits.preprocess`, and check that a reader can use it: drawing
+with pointer events, loading a network from a file, the keyboard, a phone,
+the offline copy from file://, both palettes (axe-core), and paper.
 
 Tests that need MNIST's real digits (../shared) skip without them, saying so.
 
@@ -14,6 +16,8 @@ Tests that need MNIST's real digits (../shared) skip without them, saying so.
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +29,11 @@ from explorer_page import MATHJAX
 
 from benchmarks import livenet
 from benchmarks.realdata import MISSING, real_mnist_root
+from cnnlesson.checkpoint import load_model
+from cnnlesson.cli import main
 from cnnlesson.data import get_dataloaders
 from cnnlesson.digits import pen_width, preprocess
+from cnnlesson.export import export_net, read_net
 from cnnlesson.models import MNISTNet
 
 pytestmark = pytest.mark.browser
@@ -51,16 +58,32 @@ def torch_layers(net: MNISTNet, X: torch.Tensor) -> dict[str, np.ndarray]:
     return {k: v.reshape(len(X), -1).numpy() for k, v in out.items()}
 
 
+def torch_stages(doc: dict, X: torch.Tensor) -> dict[str, np.ndarray]:
+    """What the page draws, from PyTorch: each stage's output (a conv, pool or linear layer and the
+    batch norm, ReLU, dropout and flatten after it, keyed by its first layer's name) and the logits."""
+    layers, outs = doc["layers"], []
+    with torch.no_grad():
+        x = X
+        for module in read_net(doc):
+            x = module(x)
+            outs.append(x.reshape(len(X), -1).numpy())
+    starts = [i for i, layer in enumerate(layers) if layer["type"] in ("conv2d", "maxpool2d", "linear")]
+    ends = [i - 1 for i in starts[1:]] + [len(layers) - 1]
+    keys = [layers[i]["name"] for i in starts[:-1]] + ["logits"]
+    return {key: outs[end] for key, end in zip(keys, ends)}
+
+
 def b64(array: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
 
 
-# Runs the page's forward pass on base64 float32 images with base64 weights; every layer back.
-JS_FORWARD = """([weights, images, layers]) => {
-  const net = LiveNet.decode(weights);
+# Runs the page's interpreter on base64 float32 images (of the network's input size) for a network
+# file's JSON; every stage named in `layers` back.
+JS_FORWARD = """([doc, images, layers]) => {
+  const net = LiveNet.load(doc), size = net.input.reduce((a, b) => a * b, 1);
   const all = new Float32Array(LiveNet.bytesOf(images).buffer), out = [];
-  for (let k = 0; k < all.length / 784; k++) {
-    const acts = LiveNet.forward(net, all.subarray(k * 784, (k + 1) * 784));
+  for (let k = 0; k < all.length / size; k++) {
+    const acts = LiveNet.forward(net, all.subarray(k * size, (k + 1) * size));
     out.push(Object.fromEntries(layers.map((name) => [name, Array.from(acts[name])])));
   }
   return out;
@@ -68,9 +91,30 @@ JS_FORWARD = """([weights, images, layers]) => {
 
 
 @pytest.fixture(scope="module")
-def recorded_net() -> MNISTNet:
-    """The recorded run's MNISTNet, read back from the page's weights asset."""
-    return livenet.decode_weights(livenet.read_asset(ASSET)["weights"])
+def recorded_doc() -> dict:
+    """The recorded run's network, as the page's weights asset holds it (int8 weights)."""
+    return livenet.read_asset(ASSET)["net"]
+
+
+@pytest.fixture(scope="module")
+def recorded_net(recorded_doc) -> MNISTNet:
+    """The recorded run's MNISTNet with the asset's (dequantised) weights."""
+    net, state = MNISTNet().eval(), read_net(recorded_doc).state_dict()
+    net.load_state_dict(dict(zip(net.state_dict(), state.values())))
+    return net
+
+
+@pytest.fixture(scope="module")
+def cli_exports(mnist_root, tmp_path_factory) -> dict[str, Path]:
+    """Each of the three MNIST models trained one epoch on the stand-in digits and exported, with the CLI."""
+    files = {}
+    for model in ("mnistnet", "lenet5", "cnnwithbn"):
+        out = tmp_path_factory.mktemp(model)
+        train = ["train", "--model", model, "--dataset", "mnist", "--data-root", str(mnist_root), "--epochs", "1"]
+        assert main([*train, "--seed", "0", "--device", "cpu", "--out", str(out / "run")]) == 0
+        assert main(["export", "--checkpoint", str(out / "run" / "checkpoint.pt"), "--out", str(out / "net.json")]) == 0
+        files[model] = out
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +130,16 @@ def real_test_split(tmp_path_factory):
 def _open(page, url: str):
     page.route(MATHJAX, lambda route: route.fulfill(body="", content_type="text/javascript"))
     page.goto(url)
-    page.locator(".livenet.livenet-ready").wait_for(timeout=30000)
+    _scroll_to_widget(page)
     page.wait_for_function("document.querySelector('.livenet').dataset.predicted !== undefined")
     return page
+
+
+def _scroll_to_widget(page) -> None:
+    """The weights load when the widget comes into view: bring it there, and wait until it runs."""
+    assert not page.evaluate("'LIVENET_ASSET' in window"), "the weights loaded with the page, not with the widget"
+    page.locator(".livenet").scroll_into_view_if_needed()
+    page.locator(".livenet.livenet-ready").wait_for(timeout=30000)
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +149,27 @@ def live(browser, site_url, watch_browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     watch_browser(page, problems)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     _open(page, site_url + "feature-maps/")
+    page.requested = requested  # what the page and its widget asked for (test_page_weight)
     yield page
     context.close()
     assert not problems, "browser problems:\n" + "\n".join(problems)
+
+
+IMAGES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp", ".ico")
+
+
+def test_page_weight_with_the_network_under_900_kb_gzipped(live, site_url, built_site):
+    """Everything the feature-maps page and its running widget asked for, images apart, gzipped."""
+    files = {url.split("#")[0].split("?")[0] for url in live.requested if url.startswith(site_url)}
+    files = {url for url in files if not url.endswith(IMAGES)}
+    paths = [built_site / url[len(site_url) :] for url in files]
+    paths = [path / "index.html" if path.is_dir() else path for path in paths]
+    assert any(path.name == livenet.ASSET for path in paths), "the widget's weights were not requested"
+    total = sum(len(gzip.compress(path.read_bytes(), 9)) for path in paths)
+    assert total <= 900_000, f"{total:,} bytes gzipped: " + ", ".join(sorted(p.name for p in paths))
 
 
 def api(page, call: str, *args):
@@ -118,7 +186,7 @@ def test_forward_matches_torch_on_seeded_weights(live, mnist_root):
     net = MNISTNet().eval()
     _, test_loader = get_dataloaders("mnist", mnist_root, in_memory=True, device="cpu")
     X = test_loader.X[:12]
-    js = live.evaluate(JS_FORWARD, [livenet.encode_weights(net), b64(X.numpy(), "<f4"), list(LAYERS)])
+    js = live.evaluate(JS_FORWARD, [export_net(net), b64(X.numpy(), "<f4"), list(LAYERS)])
     ref = torch_layers(net, X)
     for name in LAYERS:
         got = np.array([digit[name] for digit in js], dtype=np.float64)
@@ -130,19 +198,97 @@ def test_forward_matches_torch_on_seeded_weights(live, mnist_root):
 def test_forward_matches_torch_on_the_recorded_run(live, recorded_net, real_test_split):
     """The recorded weights on all 2,000 held-out real digits: the same logits, classes and accuracy."""
     X, y = real_test_split
-    js = live.evaluate(JS_FORWARD, [livenet.read_asset(ASSET)["weights"], b64(X.numpy(), "<f4"), ["logits"]])
+    js = live.evaluate(JS_FORWARD, [livenet.read_asset(ASSET)["net"], b64(X.numpy(), "<f4"), ["logits"]])
     logits = np.array([d["logits"] for d in js])
     ref = torch_layers(recorded_net, X)["logits"]
     assert np.abs(logits - ref).max() <= 1e-4
     assert (logits.argmax(1) == ref.argmax(1)).all()
     browser_accuracy = float((logits.argmax(1) == y.numpy()).mean())
     assert browser_accuracy == float((ref.argmax(1) == y.numpy()).mean())
-    # And the run that results.json records is this one.
-    import json
-
+    # And the run that results.json records is this one: the same accuracy, in the browser and in PyTorch,
+    # on the asset's int8 weights (dequantised for PyTorch).
     record = json.loads((ROOT / "docs" / "results" / "results.json").read_text("utf-8"))["figures"]
-    assert round(browser_accuracy, 4) == record["final_test_accuracy"]
-    assert record["livenet"]["browser"]["browser_accuracy"] == round(browser_accuracy, 4)
+    browser = record["livenet"]["browser"]
+    assert browser["browser_accuracy"] == browser["torch_accuracy"] == round(browser_accuracy, 4)
+
+
+@pytest.mark.parametrize("model", ["mnistnet", "lenet5", "cnnwithbn"])
+def test_interpreter_matches_torch_for_each_model(live, cli_exports, mnist_root, model):
+    """A network trained and exported with the CLI: every map within 1e-5 and the logits within 1e-4 of PyTorch's."""
+    doc = json.loads((cli_exports[model] / "net.json").read_text())
+    net, _ = load_model(cli_exports[model] / "run" / "checkpoint.pt")  # the lesson's own model, from the checkpoint
+    _, test_loader = get_dataloaders("mnist", mnist_root, pad=doc["pad"], in_memory=True, device="cpu")
+    X = test_loader.X[:8]
+    ref = torch_stages(doc, X)
+    with torch.no_grad():
+        assert np.abs(ref["logits"] - net.eval()(X).numpy()).max() <= 1e-5  # the layer list is the model
+    js = live.evaluate(JS_FORWARD, [doc, b64(X.numpy(), "<f4"), list(ref)])
+    for name in ref:
+        got = np.array([digit[name] for digit in js], dtype=np.float64)
+        tol = 1e-4 if name == "logits" else 1e-5
+        assert np.abs(got - ref[name]).max() <= tol, (
+            f"{model} {name}: max difference {np.abs(got - ref[name]).max():.2e}"
+        )
+
+
+def _load_file(page, name: str, payload: bytes | Path):
+    """Choose a file in the widget's "Load your own network" picker; return the status line once it changed."""
+    before = page.locator('[data-testid="load-status"]').inner_text()
+    files = (
+        str(payload) if isinstance(payload, Path) else {"name": name, "mimeType": "application/json", "buffer": payload}
+    )
+    page.set_input_files('[data-testid="load-file"]', files)
+    page.wait_for_function(
+        "before => document.querySelector('[data-testid=\"load-status\"]').textContent !== before", arg=before
+    )
+    return page.locator('[data-testid="load-status"]').inner_text()
+
+
+def _bad_files(cli_exports) -> dict[str, tuple[bytes, str]]:
+    good = (cli_exports["lenet5"] / "net.json").read_bytes()
+    doc = json.loads(good)
+    unknown = json.loads(good)
+    unknown["layers"][1]["type"] = "<img src=x onerror=alert(1)>"
+    return {
+        "cifar.json": (json.dumps({**doc, "dataset": "cifar10"}).encode(), 'trained on "cifar10"; the page runs MNIST'),
+        "cut.json": (good[: len(good) // 2], "cut.json is not JSON (a truncated file?)"),
+        "notes.txt": (b"my notes, not a network\n", "notes.txt is not JSON"),
+        "html.json": (
+            json.dumps(unknown).encode(),
+            'layer 1 (relu): unknown layer type "<img src=x onerror=alert(1)>"',
+        ),
+        "huge.json": (b" " * (17 * 1024 * 1024), "huge.json is 17.0 MB; a network file is at most 16 MB"),
+        "shape.json": (json.dumps({**doc, "input": [1, 28, 28]}).encode(), "input: expected [1, 32, 32]"),
+    }
+
+
+def test_a_bad_file_is_one_line_and_changes_nothing(live, cli_exports):
+    api(live, "pick", 2)
+    before = api(live, "state")
+    for name, (payload, message) in _bad_files(cli_exports).items():
+        status = _load_file(live, name, payload)
+        assert status.startswith(f"Not loaded: {name}") and message in status, status
+        assert status.endswith("The network shown is unchanged."), status
+        assert api(live, "state") == before, name
+    assert not live.locator(".livenet img").count()  # the file's text was never HTML
+    assert not live.locator('[data-testid="load-reset"]').is_visible()
+
+
+def test_loading_by_keyboard_then_back(live, cli_exports):
+    """The picker is reachable with Tab; a loaded network replaces every layer; the button brings the page's back."""
+    live.locator('[data-testid="pick"]').focus()
+    live.keyboard.press("Tab")
+    assert live.evaluate("document.activeElement.dataset.testid") == "load-file"
+    status = _load_file(live, "net.json", cli_exports["cnnwithbn"] / "net.json")
+    assert status == "Showing your CNNWithBN from net.json.", status
+    assert api(live, "state")["layers"] == ["conv1", "pool", "fc1"]
+    assert "bn1 (batch norm" in live.locator('[data-testid="unit-sum-line"]').inner_text()
+    live.locator('[data-testid="load-file"]').focus()
+    live.keyboard.press("Tab")
+    assert live.evaluate("document.activeElement.dataset.testid") == "load-reset"
+    live.keyboard.press("Enter")
+    assert api(live, "state")["layers"] == ["conv1", "pool1", "conv2", "pool2", "fc1"]
+    assert live.locator('[data-testid="load-status"]').inner_text() == "Showing the page's MNISTNet."
 
 
 def test_every_layer_of_the_page_matches_torch_for_the_picked_digit(live, recorded_net):
@@ -412,6 +558,8 @@ def test_keyboard_only(live):
     assert prediction.get_attribute("aria-live") == "polite"
     assert not api(live, "state")["empty"] and "The network reads a" in prediction.inner_text()
     live.keyboard.press("Tab")
+    assert live.evaluate("document.activeElement.dataset.testid") == "load-file"  # "Load your own network"
+    live.keyboard.press("Tab")  # ("Back to the page's network" is hidden while the page's network shows)
     assert live.evaluate("document.activeElement.dataset.testid") == "unit-layer"
     live.keyboard.press("Tab")
     assert live.evaluate("document.activeElement.dataset.testid") == "unit-map"
@@ -469,10 +617,10 @@ def test_print_is_a_still_picture_with_a_sentence(live):
         live.emulate_media(media="screen")
 
 
-def test_offline_copy_draws_predicts_and_shows_every_layer(offline_reader, offline_site):
+def test_offline_copy_draws_predicts_and_shows_every_layer(offline_reader, offline_site, cli_exports):
     page = offline_reader
     page.goto((offline_site / "feature-maps.html").as_uri())
-    page.locator(".livenet.livenet-ready").wait_for(timeout=30000)
+    _scroll_to_widget(page)
     page.locator('[data-testid="clear"]').click()
     _draw(page, STROKES["three"])
     assert "The network reads a" in page.locator('[data-testid="prediction"]').inner_text()
@@ -484,6 +632,22 @@ def test_offline_copy_draws_predicts_and_shows_every_layer(offline_reader, offli
       }).length)""")
     assert len(lit) == 5 and all(n > 0 for n in lit), f"maps with something drawn, per layer: {lit}"
 
+    # A LeNet-5 the test trained and exported with the CLI, through the file picker (FileReader, no
+    # request): on a held-out digit, its prediction and every map are PyTorch's.
+    path = cli_exports["lenet5"] / "net.json"
+    assert _load_file(page, "net.json", path) == "Showing your LeNet5 from net.json."
+    api(page, "pick", 3)
+    state = api(page, "state")
+    pixels = np.frombuffer(base64.b64decode(livenet.read_asset(ASSET)["digits"]["pixels"]), dtype=np.uint8)
+    image = np.pad(pixels.reshape(-1, 28, 28)[3] / 255.0, 2)  # LeNet-5's 32x32: a black border, then Normalize
+    X = torch.from_numpy((image - 0.1307) / 0.3081).float()[None, None]
+    ref = torch_stages(json.loads(path.read_text()), X)
+    assert state["layers"] == ["conv1", "pool1", "conv2", "pool2", "fc1", "fc2"]
+    for name in state["layers"]:
+        assert np.abs(np.array(state["maps"][name]) - ref[name][0]).max() <= 1e-5, name
+    assert np.abs(np.array(state["logits"]) - ref["logits"][0]).max() <= 1e-4
+    assert state["predicted"] == int(ref["logits"][0].argmax())
+
 
 def test_benchmark_browser_check_beside_the_test_browser(live, mnist_root, tmp_path):
     """The benchmark's own Chromium run (accuracy, time) works inside a session that already drives a browser."""
@@ -493,7 +657,7 @@ def test_benchmark_browser_check_beside_the_test_browser(live, mnist_root, tmp_p
     X, y = test_loader.X[:40], test_loader.y[:40]
     asset = tmp_path / livenet.ASSET
     livenet.write_asset(asset, net, X, y, first_index=0)
-    check = livenet.browser_check(net, X, y, asset, quick=True)
+    check = livenet.browser_check(X, y, asset, quick=True)
     assert check["digits"] == 40 and check["same_class"] == 40
     assert check["browser_accuracy"] == check["torch_accuracy"] and check["max_logit_difference"] <= 1e-4
     assert check["forward_rounds"] == 30 and check["forward_ms"] > 0
