@@ -23,13 +23,13 @@ import torch
 import torchvision
 from tqdm.auto import tqdm
 
-from benchmarks import accuracy, conv, costs, distributed, figures, trainer
+from benchmarks import accuracy, conv, costs, distributed, figures, pageweight, trainer
 from benchmarks.provenance import provenance
 from benchmarks.realdata import REPO
 from benchmarks.timing import pin_allocator, thread_pools
 from cnnlesson.files import write_text_atomic
 
-PARTS = ("conv", "trainer", "distributed", "accuracy", "figures", "costs")
+PARTS = ("conv", "trainer", "distributed", "accuracy", "figures", "pageweight", "costs")
 
 
 def cpu_model() -> str:
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
             },
             "accuracy": lambda: accuracy.run(args.out, quick=args.quick, work=Path(work)),
             "figures": lambda: figures.run(args.out, quick=args.quick, work=Path(work)),
+            "pageweight": lambda: pageweight.run(args.out, quick=args.quick, work=Path(work)),
             "costs": lambda: costs.run(args.out, quick=args.quick),
         }
         for part in tqdm(args.only, desc="benchmarks", unit="part"):

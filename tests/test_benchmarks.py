@@ -112,6 +112,29 @@ def test_quick_results_fill_every_table_and_token(quick_results, docs_hook):
             assert "{{ results" not in hook.render(page.read_text(), results, page.name), page
 
 
+def test_pageweight_weighs_what_each_page_loads(quick_results, tmp_path):
+    """Quick mode weighs a two-page stand-in in Chromium: the script a page inserts counts, on that page only."""
+    from benchmarks import pageweight
+
+    part = quick_results[0]["pageweight"]
+    if "skipped" in part:
+        pytest.skip(part["skipped"])
+    site = pageweight._tiny_site(tmp_path / "site")  # the same files, to weigh by hand
+    rows = {row["page"]: row for row in part["pages"]}
+    assert set(rows) == {"/", "math/"}
+    home, math_page = rows["/"], rows["math/"]
+    css, script = pageweight.gzipped(site / "style.css"), pageweight.gzipped(site / "tex-mml-chtml.js")
+    assert home["html"] == pageweight.gzipped(site / "index.html") and home["stylesheets"] == css
+    assert home["scripts"] == 0 and not home["math"] and home["kind"] == "without math" and home["target_kb"] == 150
+    assert math_page["scripts"] == script and math_page["math"] and math_page["kind"] == "with math"
+    for row in rows.values():
+        assert row["total"] == row["html"] + row["scripts"] + row["stylesheets"] + row["fonts"]
+    # Each file once; what the site cannot answer, and images, are not weighed.
+    again = pageweight.weigh(site, "math/", ["math/", "style.css", "tex-mml-chtml.js", "style.css", "gone.js"])
+    assert again["total"] == math_page["total"]
+    assert pageweight.weigh(site, "feature-maps/", [])["kind"] == "feature maps, with its weights"
+
+
 def test_time_alone_warms_up_then_reports_the_median():
     calls = []
     delays = iter([0.0] * 2 + [0.06, 0.0, 0.0])  # 2 warm-up calls, then 3 timed ones

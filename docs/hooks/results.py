@@ -304,6 +304,25 @@ TABLES: dict[str, Table] = {
         absent="not measured (no such device on the machine that ran the benchmarks)",
     ),
     "costs": Table("costs", [("what", "{what}"), ("time", "{seconds:.0f} s")], rows=_costs),
+    "pageweight": Table(
+        "pageweight.pages",
+        [
+            ("page", "{page}"),
+            ("HTML (KB)", lambda row: f"{row['html'] / 1000:,.0f}"),
+            ("scripts (KB)", lambda row: f"{row['scripts'] / 1000:,.0f}"),
+            ("stylesheets (KB)", lambda row: f"{row['stylesheets'] / 1000:,.0f}"),
+            ("fonts (KB)", lambda row: f"{row['fonts'] / 1000:,.0f}"),
+            ("total (KB)", lambda row: f"**{row['total'] / 1000:,.0f}**"),
+            (
+                "target",
+                lambda row: (
+                    f"{row['kind']}: none"
+                    if row["target_kb"] is None
+                    else f"{row['kind']}: ≤ {row['target_kb']:,} KB, {'met' if row['met'] else 'not met'}"
+                ),
+            ),
+        ],
+    ),
 }
 
 
