@@ -1303,6 +1303,30 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
     assert not out.exists()  # the folder the run made, with only its lock, is gone again
 
 
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+def test_ctrl_c_while_a_torchrun_rank_waits_for_the_others_stops_it_at_once(tmp_path):
+    """torch's join does not return to Python until it ends; run in a thread, it leaves Ctrl-C working."""
+    import signal
+
+    write_standin_mnist(tmp_path / "mnist", num_train=64, num_test=32)
+    env = _cli_env(**{**TORCHRUN_ENV, "MASTER_PORT": "0", "CNNLESSON_JOIN_TIMEOUT": "3000"})  # no second process comes
+    argv = [sys.executable, "-m", "cnnlesson", "train", "--model", "mnistnet", "--dataset", "mnist", "--data-root",
+            str(tmp_path / "mnist"), "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "run")]  # fmt: skip
+    job = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_sigint_as_usual
+    )
+    try:
+        note = job.stderr.readline()  # the process is waiting once it says so
+        assert note.startswith("torchrun: rank 0 of 2 is waiting for the job's other processes at 127.0.0.1:0"), note
+        job.send_signal(signal.SIGINT)
+        _, err = job.communicate(timeout=120)  # well before the join's 3000 s
+    finally:
+        job.kill()  # a no-op once it has ended; else it would wait out the 3000 s
+    assert job.returncode == -signal.SIGINT, err
+    assert err == "cnnlesson train: interrupted before the first epoch ended; nothing was saved\n"
+    assert not (tmp_path / "run").exists()
+
+
 # A torch whose import is hit by Ctrl-C: plainly, or (Python 3.11) inside a class's __set_name__, as a RuntimeError.
 CTRL_C_IN_IMPORT = {
     "plain": "raise KeyboardInterrupt\n",
