@@ -62,7 +62,7 @@ def encode_tensor(t: torch.Tensor, dtype: str = "float32", bits: int = 8) -> dic
 
     For int8, `bits` (2 to 8) sets the steps: each channel's values become whole multiples of
     its largest |value| / (2 ** (bits - 1) - 1), stored in one byte each. Fewer steps make a
-    file that compresses better (the page ships 6 bits: 31 steps on each side of zero).
+    file that compresses better (the page ships 7 bits: 63 steps on each side of zero).
     """
     t = t.detach().cpu().to(torch.float32).contiguous()
     if dtype == "float32":
