@@ -572,6 +572,27 @@ def test_keyboard_only(live):
     assert f"map {after['map']}, row {after['row']}" in live.locator('[data-testid="unit-text"]').inner_text()
 
 
+def test_unit_boxes_marker_and_wording(live):
+    """The boxes show what is selected (99 and -5 clamped), the marker is seen, x is cell by cell, 'an 8'."""
+    api(live, "select", "conv1", 3, 12, 12)
+    for testid, typed, shown in (("unit-map", "99", "31"), ("unit-row", "-5", "0"), ("unit-col", "40", "27")):
+        live.locator(f'[data-testid="{testid}"]').fill(typed)
+        assert live.locator(f'[data-testid="{testid}"]').input_value() == shown, testid
+    assert api(live, "state")["selected"] == {"layer": "conv1", "map": 31, "row": 0, "col": 27}
+    # conv1's cell is about 1.5 screen pixels: the marker is larger, centred on it, on a framed map.
+    api(live, "select", "conv1", 3, 12, 5)
+    canvas = live.locator('[data-testid="maps-conv1"] canvas[data-map="3"]').bounding_box()
+    mark = live.locator('[data-testid="mark"]').bounding_box()
+    cell = canvas["width"] / 28
+    assert mark["width"] >= 8 > 2 * cell and mark["height"] >= 8
+    assert mark["x"] + mark["width"] / 2 == pytest.approx(canvas["x"] + 5.5 * cell, abs=1)
+    assert mark["y"] + mark["height"] / 2 == pytest.approx(canvas["y"] + 12.5 * cell, abs=1)
+    assert live.locator(".livenet-selected canvas").get_attribute("data-map") == "3"
+    assert live.locator(".livenet-op").first.inner_text() == "⊙"  # element by element, not a matrix product
+    options = live.locator('[data-testid="pick"] option').all_inner_texts()
+    assert any(o.startswith("an 8") for o in options) and not any(o.startswith("a 8") for o in options)
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_nothing_in_the_widget(browser, site_url, scheme, axe_script):
     context = browser.new_context(color_scheme=scheme)

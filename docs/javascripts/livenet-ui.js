@@ -56,6 +56,7 @@
 
   const fmt = (v, digits = 3) => (Object.is(v, -0) ? 0 : v).toFixed(digits);
   const pct = (p) => `${(100 * p).toFixed(1)} %`;
+  const aDigit = (d) => `${d === 8 ? "an" : "a"} ${d}`;  // "an 8", "a 3"
 
   function build(root, asset) {
     let uid = 0;
@@ -79,7 +80,7 @@
     const pickId = id("pick");
     const picker = el("select", { id: pickId, "data-testid": "pick" }, [el("option", { value: "", text: "(your drawing)" })]);
     digits.labels.forEach((label, k) => {
-      picker.append(el("option", { value: String(k), text: `a ${label} (test digit #${digits.indices[k]})` }));
+      picker.append(el("option", { value: String(k), text: `${aDigit(label)} (test digit #${digits.indices[k]})` }));
     });
     const padBox = el("div", { className: "livenet-pad-box" }, [
       pad,
@@ -350,7 +351,7 @@
       });
       if (announce) {
         live.textContent = empty ? "The pad is empty: draw a digit, or pick one."
-          : `The network reads a ${last.predicted} (${pct(probs[last.predicted])}).`;
+          : `The network reads ${aDigit(last.predicted)} (${pct(probs[last.predicted])}).`;
       }
       root.dataset.predicted = empty ? "" : String(last.predicted);
       showUnit();
@@ -392,7 +393,11 @@
       select(layerSelect.value, Number(mapInput.value), Number(rowInput.value), Number(colInput.value));
     }
     layerSelect.addEventListener("change", readInputs);
-    for (const input of [mapInput, rowInput, colInput]) input.addEventListener("input", readInputs);
+    // A number outside what is shown (99, -5) is clamped in the box as well (showUnit writes it back).
+    for (const input of [mapInput, rowInput, colInput]) {
+      input.addEventListener("input", readInputs);
+      input.addEventListener("change", () => showUnit());  // on leaving a half-typed box: what is selected
+    }
 
     function cell(value, extra) {
       return el("td", { "data-value": String(value), ...(extra || {}) }, [fmt(value)]);
@@ -413,9 +418,10 @@
       mapInput.max = String(S.shape[0] - 1);
       rowInput.max = String(fc ? 0 : S.shape[1] - 1);
       colInput.max = String(fc ? 0 : S.shape[2] - 1);
-      if (document.activeElement !== mapInput) mapInput.value = String(map);
-      if (document.activeElement !== rowInput) rowInput.value = String(row);
-      if (document.activeElement !== colInput) colInput.value = String(col);
+      const typing = (input) => document.activeElement === input && input.value === "";  // half-typed: left alone
+      if (!typing(mapInput)) mapInput.value = String(map);
+      if (!typing(rowInput)) rowInput.value = String(row);
+      if (!typing(colInput)) colInput.value = String(col);
       rowInput.disabled = colInput.disabled = fc;
       const value = fc ? last.acts[layer][map] : last.acts[layer][(map * S.shape[1] + row) * S.shape[2] + col];
       const rf = LiveNet.receptiveField(net, layer, row, col);
@@ -430,10 +436,13 @@
       rfBox.dataset.rf = `${rf.r0} ${rf.r1} ${rf.c0} ${rf.c1}`;
 
       // The mark on the selected unit's map.
+      // Centred on the unit's cell, at least a few screen pixels wide (livenet.css): a conv1 cell is ~1.5 px.
       const canvas = views[layer].canvases[fc ? 0 : map];
+      for (const old of root.querySelectorAll(".livenet-selected")) old.classList.remove("livenet-selected");
+      canvas.parentElement.classList.add("livenet-selected");
       canvas.parentElement.append(mark);
       const [my, mx] = fc ? [Math.floor(map / grid.w), map % grid.w] : [row, col];
-      Object.assign(mark.style, { top: `${(100 * my) / grid.h}%`, left: `${(100 * mx) / grid.w}%`,
+      Object.assign(mark.style, { top: `${(100 * (my + 0.5)) / grid.h}%`, left: `${(100 * (mx + 0.5)) / grid.w}%`,
         height: `${100 / grid.h}%`, width: `${100 / grid.w}%` });
 
       sumBox.textContent = "";
@@ -471,9 +480,9 @@
       parts.push(`, the value of map ${map} at row ${row}, column ${col}.`);
       return [
         el("div", { className: "livenet-grids" }, [
-          tableK("input patch (normalised)", patch, k, "unit-patch"), el("span", { className: "livenet-op", text: "×" }),
+          tableK("input patch (normalised)", patch, k, "unit-patch"), el("span", { className: "livenet-op", text: "⊙", title: "times, cell by cell (not a matrix product)" }),
           tableK(`kernel ${map}`, kernel, k, "unit-kernel"), el("span", { className: "livenet-op", text: "=" }),
-          tableK("products", products, k, "unit-products"),
+          tableK("products, cell by cell", products, k, "unit-products"),
         ]),
         el("p", { className: "livenet-sum-line", "data-testid": "unit-sum-line" }, parts),
       ];
