@@ -593,6 +593,28 @@ def test_unit_boxes_marker_and_wording(live):
     assert any(o.startswith("an 8") for o in options) and not any(o.startswith("a 8") for o in options)
 
 
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, PHONE], ids=["1280px", "phone"])
+def test_input_and_prediction_stay_in_view_while_picking_a_unit(browser, site_url, viewport):
+    """A unit clicked on conv2's maps, far below the pad: its frame on the input and the prediction are on screen."""
+    context = browser.new_context(viewport=viewport, has_touch=viewport is PHONE)
+    try:
+        page = _open(context.new_page(), site_url + "feature-maps/")
+        canvas = page.locator('[data-testid="maps-conv2"] canvas[data-map="9"]')
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 3.5 / 14, box["y"] + box["height"] * 11.5 / 14)
+        dock = page.locator('[data-testid="dock"]')
+        dock.wait_for(state="visible")  # shown once the input above has scrolled away
+        where = dock.bounding_box()
+        assert where["y"] >= 0 and where["y"] + where["height"] <= viewport["height"], where
+        assert dock.locator(".livenet-rf").get_attribute("data-rf") == "19 26 3 10"  # conv2 row 11, column 3
+        predicted = page.locator(".livenet").get_attribute("data-predicted")
+        assert f"Reads a{'n' if predicted == '8' else ''} {predicted} (" in dock.inner_text()
+        assert "map 9, row 11, column 3" in dock.inner_text()
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_nothing_in_the_widget(browser, site_url, scheme, axe_script):
     context = browser.new_context(color_scheme=scheme)

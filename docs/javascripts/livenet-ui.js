@@ -115,7 +115,23 @@
     }
     const outTitle = el("p", { className: "livenet-title" });
     const outBox = el("div", { className: "livenet-out" }, [outTitle, bars, live]);
-    root.append(el("div", { className: "livenet-top" }, [padBox, inputBox, outBox]));
+    const top = el("div", { className: "livenet-top" }, [padBox, inputBox, outBox]);
+    root.append(top);
+
+    // ---- the dock: the input with its frame and the prediction, kept in view below the top --------
+    // A visual repeat (the live region above is what a screen reader hears), shown once the top has
+    // scrolled away, so that a unit picked on conv2's maps shows its receptive field on screen.
+    const dockCanvas = el("canvas", { width: 28, height: 28 });
+    const dockRf = el("div", { className: "livenet-rf" });
+    const dockText = el("p", { className: "livenet-dock-text" });
+    const dock = el("div", { className: "livenet-dock", "aria-hidden": "true", "data-testid": "dock" }, [
+      el("div", { className: "livenet-stack" }, [dockCanvas, dockRf]), dockText,
+    ]);
+    root.append(dock);
+    if ("IntersectionObserver" in window) {
+      new IntersectionObserver(([entry]) => dock.classList.toggle("livenet-dock-on", !entry.isIntersecting),
+        { rootMargin: "-60px 0px 0px 0px" }).observe(inputBox);  // 60 px: Material's header covers the top
+    }
 
     // ---- load your own network ---------------------------------------------------------------
     const load = loadControl(id, {
@@ -329,6 +345,7 @@
         img.data.set([g, g, g, 255], 4 * i);
       }
       inputCtx.putImageData(img, 0, 0);
+      dockCanvas.getContext("2d").putImageData(img, 0, 0);
 
       for (const S of net.stages) {
         const values = acts[S.key], view = views[S.key], grid = gridOf(S);
@@ -434,6 +451,11 @@
       Object.assign(rfBox.style, { top: `${(100 * rf.r0) / 28}%`, left: `${(100 * rf.c0) / 28}%`,
         height: `${(100 * rows) / 28}%`, width: `${(100 * cols) / 28}%` });
       rfBox.dataset.rf = `${rf.r0} ${rf.r1} ${rf.c0} ${rf.c1}`;
+      const { top: rfTop, left, height, width } = rfBox.style;
+      Object.assign(dockRf.style, { top: rfTop, left, height, width });
+      dockRf.dataset.rf = rfBox.dataset.rf;
+      dockText.textContent = `${last.empty ? "The pad is empty" : `Reads ${aDigit(last.predicted)} (${pct(last.probs[last.predicted])})`}.`
+        + ` ${S.name}, ${where}: ${fmt(value)}`;
 
       // The mark on the selected unit's map.
       // Centred on the unit's cell, at least a few screen pixels wide (livenet.css): a conv1 cell is ~1.5 px.
