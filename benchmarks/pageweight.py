@@ -27,7 +27,13 @@ from urllib.parse import unquote, urlsplit
 from benchmarks.livenet import CHROMIUM
 
 LEVEL = 6  # gzip level: nginx's and most servers' default is 1-6; 6 is gzip's own default
-TARGETS_KB = {"without math": 150, "with math": 450, "feature maps, with its weights": 900}
+TARGETS_KB = {"without_math": 150, "with_math": 450, "feature_maps": 900}
+KIND_TEXT = {
+    "without_math": "without math",
+    "with_math": "with math",
+    "feature_maps": "feature maps, with its weights",
+    "whole_lesson": "the whole lesson",
+}
 # The notebook and the print page repeat the whole lesson: no lesson-page target fits them.
 WHOLE_LESSON = {"lesson/", "print_page/"}
 KINDS = {".js": "scripts", ".css": "stylesheets", ".woff": "fonts", ".woff2": "fonts", ".ttf": "fonts", ".otf": "fonts"}
@@ -104,16 +110,10 @@ def weigh(site: Path, page_path: str, asked: list[str]) -> dict:
     row["total"] = row["html"] + row["scripts"] + row["stylesheets"] + row["fonts"]
     row["math"] = any(rel.split("/")[-1] == "tex-mml-chtml.js" for rel in asked)
     if page_path in WHOLE_LESSON:
-        row["kind"], row["target_kb"] = "the whole lesson", None
+        kind = "whole_lesson"
     else:
-        row["kind"] = (
-            "feature maps, with its weights"
-            if page_path == "feature-maps/"
-            else "with math"
-            if row["math"]
-            else "without math"
-        )
-        row["target_kb"] = TARGETS_KB[row["kind"]]
+        kind = "feature_maps" if page_path == "feature-maps/" else "with_math" if row["math"] else "without_math"
+    row["kind"], row["target_kb"] = KIND_TEXT[kind], TARGETS_KB.get(kind)
     row["met"] = row["target_kb"] is None or row["total"] <= 1000 * row["target_kb"]
     return row
 
