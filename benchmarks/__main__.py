@@ -30,6 +30,13 @@ from benchmarks.timing import pin_allocator, thread_pools
 from cnnlesson.files import write_text_atomic
 
 PARTS = ("conv", "trainer", "distributed", "accuracy", "figures", "pageweight", "costs")
+# The parts that build the site, which quotes every part: they run last, on an interim results.json.
+SITE_PARTS = ("pageweight", "costs")
+
+
+def pending(part: str) -> dict:
+    """What the interim results.json says of a site part not yet measured (with what the pages quote of it)."""
+    return {"skipped": "still being measured by this run", **(pageweight.settings() if part == "pageweight" else {})}
 
 
 def cpu_model() -> str:
@@ -103,14 +110,14 @@ def main(argv: list[str] | None = None) -> dict:
             "costs": lambda: costs.run(args.out, quick=args.quick),
         }
         for part in tqdm(args.only, desc="benchmarks", unit="part"):
-            if part == "costs" and not args.quick:
-                # The costs part builds the site and runs the suite: let them read
-                # this run's numbers, not the previous file's.
+            if part in SITE_PARTS and not args.quick:
+                # These parts build the site (and costs runs the suite): let them read this
+                # run's numbers, not the previous file's, which measured other code.
                 previous = args.out / "results.json"
                 interim = {
                     **(json.loads(previous.read_text()) if previous.exists() else {}),
                     **results,
-                    "costs": {"skipped": "still being measured by this run"},
+                    **{later: pending(later) for later in SITE_PARTS if later in args.only and later not in results},
                     "wall_seconds": round(time.perf_counter() - start),
                 }  # so far
                 write_text_atomic(args.out / "results.json", json.dumps(interim, indent=2) + "\n")

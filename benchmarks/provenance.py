@@ -10,6 +10,8 @@ from benchmarks.realdata import REPO
 
 # The code whose speed and accuracy results.json reports, and the code that measures it.
 SOURCES = ("benchmarks", "cnnlesson")
+# Written from a run's records after it (python -m benchmarks.runs), so it cannot be part of what the run measured.
+DERIVED = {REPO / "cnnlesson" / "ran_with.json"}
 
 
 def code_hash(repo: Path = REPO) -> str:
@@ -17,7 +19,7 @@ def code_hash(repo: Path = REPO) -> str:
     digest = hashlib.sha256()
     for source in SOURCES:
         for path in sorted((repo / source).rglob("*")):
-            if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
+            if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc" or path in DERIVED:
                 continue
             digest.update(path.relative_to(repo).as_posix().encode() + b"\0")
             digest.update(path.read_bytes().replace(b"\r\n", b"\n") + b"\0")
