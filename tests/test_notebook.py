@@ -7,6 +7,7 @@ becomes, on a small page that holds every construct the hook rewrites.
 
 from __future__ import annotations
 
+import json
 import re
 
 import nbformat
@@ -155,3 +156,11 @@ def test_every_table_of_contents_entry_of_the_notebook_page_has_its_heading(buil
     ids = re.findall(r'\bid="([^"]+)"', html)
     assert "exercises_1" in toc, "several lesson pages end in Exercises: the table of contents numbers the repeats"
     assert sorted(set(toc) - set(ids)) == []
+
+
+def test_the_notebook_is_left_out_of_the_search_index(built_site):
+    """The notebook repeats the lesson pages: search lists each hit once, on its lesson page."""
+    docs = json.loads((built_site / "search" / "search_index.json").read_text("utf-8"))["docs"]
+    locations = [doc["location"] for doc in docs]
+    assert any(location.startswith("convolution/") for location in locations)
+    assert not [location for location in locations if location.startswith("lesson/")]

@@ -301,6 +301,14 @@ def match_toc_ids(html: str, toc_ids: list[str]) -> str:
     return NB_HEADING.sub(rename, html)
 
 
+def on_page_content(html, page, config, files):
+    # The notebook repeats the lesson pages: in the search index it would list every hit twice
+    # and double the index each page downloads. (Runs before the search plugin reads the page.)
+    if page.file.src_uri == NOTEBOOK:
+        page.meta["search"] = {**(page.meta.get("search") or {}), "exclude": True}
+    return html
+
+
 def on_post_page(output, page, config):
     # nbconvert's template names CDN scripts; the page needs neither of them.
     if page.file.src_uri == NOTEBOOK:
