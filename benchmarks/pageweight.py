@@ -2,11 +2,11 @@
 
 Each page is opened in headless Chromium from a local server, scrolled to
 its end (the feature-maps page loads its network's weights when the widget
-comes into view), and left until the network is idle. Every file it asked
-the site for, images apart, counts once at its gzip (level 6) size, what a
-server that compresses sends; scripts that scripts insert count too (MathJax
-on pages with math, the weights). Nothing is cached between pages: each
-number is a first visit.
+comes into view), and left until the network is idle. Every file it or its
+workers asked the site for, images apart, counts once at its gzip (level 6)
+size, what a server that compresses sends; files that scripts ask for count
+too (the math renderer on pages with math, the weights, the search index).
+Nothing is cached between pages: each number is a first visit.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ KIND_TEXT = {
 # The notebook and the print page repeat the whole lesson: no lesson-page target fits them.
 WHOLE_LESSON = {"lesson/", "print_page/"}
 KINDS = {".js": "scripts", ".css": "stylesheets", ".woff": "fonts", ".woff2": "fonts", ".ttf": "fonts", ".otf": "fonts"}
+IMAGES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".avif", ".ico"}
+COLUMNS = ("html", "scripts", "stylesheets", "fonts", "data")  # data: the rest, e.g. the search index
 
 
 def gzipped(path: Path) -> int:
@@ -78,9 +80,10 @@ def _requests(site_url: str, pages: list[str]) -> dict[str, list[str]]:
         try:
             for page_path in pages:
                 context = browser.new_context()  # a fresh cache for each page
-                page = context.new_page()
                 asked: list[str] = []
-                page.on("request", lambda r, asked=asked: r.url.startswith(site_url) and asked.append(r.url))
+                # The context's requests: the page's and its workers' (the search index comes through one).
+                context.on("request", lambda r, asked=asked: r.url.startswith(site_url) and asked.append(r.url))
+                page = context.new_page()
                 page.goto(site_url + page_path, wait_until="load")
                 page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
                 page.wait_for_load_state("networkidle")
@@ -97,17 +100,17 @@ def _requests(site_url: str, pages: list[str]) -> dict[str, list[str]]:
 
 def weigh(site: Path, page_path: str, asked: list[str]) -> dict:
     """One page's gzipped bytes: its HTML, and each kind of file it asked for (each file once; images apart)."""
-    row = {"page": page_path or "/", "html": 0, "scripts": 0, "stylesheets": 0, "fonts": 0}
+    row = {"page": page_path or "/", **dict.fromkeys(COLUMNS, 0)}
     for rel in dict.fromkeys(asked):  # each file once, in the order asked
         file = site / rel
         if rel == "" or rel.endswith("/"):
             file = file / "index.html"
         if not file.is_file():
             continue  # a request the site cannot answer (reported by the site's tests, not weighed here)
-        kind = "html" if file.suffix == ".html" else KINDS.get(file.suffix.lower())
-        if kind:
-            row[kind] += gzipped(file)
-    row["total"] = row["html"] + row["scripts"] + row["stylesheets"] + row["fonts"]
+        suffix = file.suffix.lower()
+        if suffix not in IMAGES:
+            row["html" if suffix == ".html" else KINDS.get(suffix, "data")] += gzipped(file)
+    row["total"] = sum(row[column] for column in COLUMNS)
     row["math"] = any(rel.split("/")[-1] == "tex-mml-chtml.js" for rel in asked)
     if page_path in WHOLE_LESSON:
         kind = "whole_lesson"
@@ -133,10 +136,14 @@ def _tiny_site(folder: Path) -> Path:
     (folder / "style.css").write_text("body { color: #222; }\n" * 50)
     (folder / "tex-mml-chtml.js").write_text("window.typeset = true;\n" * 200)
     (folder / "index.html").write_text('<!doctype html><title>home</title><link rel="stylesheet" href="style.css">')
+    (folder / "index.json").write_text('{"docs": []}\n' * 40)
     (folder / "math" / "index.html").write_text(
         '<!doctype html><title>math</title><link rel="stylesheet" href="../style.css">'
         "<script>const s = document.createElement('script'); s.src = '../tex-mml-chtml.js';"
-        " document.head.append(s);</script>"
+        " document.head.append(s);"
+        # Fetched from a worker, as Material's search fetches its index: it counts too.
+        " new Worker(URL.createObjectURL(new Blob(['fetch(\"' + new URL('../index.json', location) + '\")'])));"
+        "</script>"
     )
     return folder
 

@@ -127,10 +127,13 @@ def test_pageweight_weighs_what_each_page_loads(quick_results, tmp_path):
     assert home["html"] == pageweight.gzipped(site / "index.html") and home["stylesheets"] == css
     assert home["scripts"] == 0 and not home["math"] and home["kind"] == "without math" and home["target_kb"] == 150
     assert math_page["scripts"] == script and math_page["math"] and math_page["kind"] == "with math"
+    assert home["data"] == 0 and math_page["data"] == pageweight.gzipped(site / "index.json")  # a worker's fetch
     for row in rows.values():
-        assert row["total"] == row["html"] + row["scripts"] + row["stylesheets"] + row["fonts"]
+        assert row["total"] == sum(row[column] for column in pageweight.COLUMNS)
     # Each file once; what the site cannot answer, and images, are not weighed.
-    again = pageweight.weigh(site, "math/", ["math/", "style.css", "tex-mml-chtml.js", "style.css", "gone.js"])
+    again = pageweight.weigh(
+        site, "math/", ["math/", "style.css", "tex-mml-chtml.js", "index.json", "style.css", "gone.js"]
+    )
     assert again["total"] == math_page["total"]
     assert pageweight.weigh(site, "feature-maps/", [])["kind"] == "feature maps, with its weights"
 

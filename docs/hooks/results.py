@@ -312,6 +312,7 @@ TABLES: dict[str, Table] = {
             ("scripts (KB)", lambda row: f"{row['scripts'] / 1000:,.0f}"),
             ("stylesheets (KB)", lambda row: f"{row['stylesheets'] / 1000:,.0f}"),
             ("fonts (KB)", lambda row: f"{row['fonts'] / 1000:,.0f}"),
+            ("other (KB)", lambda row: f"{row['data'] / 1000:,.0f}"),
             ("total (KB)", lambda row: f"**{row['total'] / 1000:,.0f}**"),
             (
                 "target",
