@@ -450,7 +450,7 @@ def crawl(browser, site_url, site_pages, axe_script) -> Crawl:
         for path in site_pages:
             current[0] = path
             page.goto(site_url + path, wait_until="load")
-            if page.locator(".arithmatex").count():
+            if page.locator(".arithmatex, .jupyter-wrapper").count():
                 # Give the math renderer time to typeset; math left raw is reported by test_math_is_rendered.
                 with contextlib.suppress(Exception):
                     page.wait_for_function(script("math_typeset"), timeout=15000)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PALETTES, PHONE
-from explorer_page import MATHJAX
+from explorer_page import skip_math
 from playwright.sync_api import expect
 from test_exercises import BOX, answer_cases, as_text, cached_key, wrong_answer
 
@@ -160,7 +160,7 @@ def test_axe_finds_nothing_on_answered_boxes_in_both_palettes(browser, offline_s
     for scheme, material in PALETTES.items():
         context = browser.new_context(color_scheme=scheme)
         page = context.new_page()
-        page.route(MATHJAX, lambda route: route.fulfill(body="", content_type="text/javascript"))
+        skip_math(page)
         try:
             for name, ids in box_pages.items():
                 page.goto((offline_site / name).as_uri())

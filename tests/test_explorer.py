@@ -49,8 +49,8 @@ def explorer_paths(built_site, site_pages) -> dict[str, str]:
 
 @pytest.fixture
 def explorer(clean_page, site_url, explorer_paths):
-    """explorer(mode="conv", mathjax=False) opens that mode's page; browser problems fail the test."""
-    return lambda mode="conv", mathjax=False: open_explorer(clean_page, site_url + explorer_paths[mode], mode, mathjax)
+    """explorer(mode="conv", math=False) opens that mode's page; browser problems fail the test."""
+    return lambda mode="conv", math=False: open_explorer(clean_page, site_url + explorer_paths[mode], mode, math)
 
 
 def conv_ref(x, w, stride=1, padding=0, dilation=1) -> np.ndarray:
@@ -329,7 +329,7 @@ def test_pooling_calc_text(explorer):
 
 
 def test_explorer_survives_instant_navigation(explorer, site_url, explorer_paths, site_pages):
-    ex = explorer("conv", mathjax=True)  # the real page: MathJax also listens to document$
+    ex = explorer("conv", math=True)  # the real page: the math loader also listens to document$
     page = ex.page
     page.evaluate("window.__cnnxNoReload = true")
     other = next(p for p in [explorer_paths["pool"], *site_pages] if p != explorer_paths["conv"])

@@ -25,7 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import PHONE
-from explorer_page import MATHJAX
+from explorer_page import skip_math
 
 from benchmarks import livenet
 from benchmarks.realdata import MISSING, real_mnist_root
@@ -128,7 +128,7 @@ def real_test_split(tmp_path_factory):
 
 
 def _open(page, url: str):
-    page.route(MATHJAX, lambda route: route.fulfill(body="", content_type="text/javascript"))
+    skip_math(page)
     page.goto(url)
     _scroll_to_widget(page)
     page.wait_for_function("document.querySelector('.livenet').dataset.predicted !== undefined")

@@ -74,12 +74,14 @@ def test_math_figures_and_notebook_on_every_lesson_page(offline_reader, offline_
     reports = {}
     for path in pages:
         offline_reader.goto(url(offline_site, path), wait_until="load")
-        if offline_reader.locator(".arithmatex").count():
+        if offline_reader.locator(".arithmatex, .jupyter-wrapper").count():
             offline_reader.wait_for_function(script("math_typeset"), timeout=15000)
         reports[path] = offline_reader.evaluate(script("page_report"))
     assert sum(r["math"] for r in reports.values()) > 0
-    unrendered = {p: r["raw"][:3] for p, r in reports.items() if r["unrendered"] or r["raw"]}
-    assert not unrendered, f"math left as raw TeX: {unrendered}"
+    unrendered = {
+        p: r["raw"][:3] + r["errors"][:3] for p, r in reports.items() if r["unrendered"] or r["raw"] or r["errors"]
+    }
+    assert not unrendered, f"math left as raw TeX or KaTeX errors: {unrendered}"
     assert sum(len(r["images"]) for r in reports.values()) > 0
     broken = {p: [src for src, width in r["images"] if not width] for p, r in reports.items()}
     assert not {p: b for p, b in broken.items() if b}, f"figures that did not load: {broken}"

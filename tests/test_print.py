@@ -169,6 +169,7 @@ def test_pdf_has_every_figure_exercise_and_rendered_math(printed, lesson_pages, 
         assert size in sizes, f"figure {name} ({size[0]}x{size[1]} px) is not in the PDF"
     assert report["math"] > 0, "the print page has no math: the lesson's formulas are missing"
     assert not report["raw"] and report["unrendered"] == 0, f"math left as TeX on the print page: {report['raw'][:3]}"
+    assert not report["errors"], f"KaTeX could not render on the print page: {report['errors'][:3]}"
     # Each page's exercises are a section of that page in the PDF.
     assert any(has for _, _, has in lesson_pages), "no lesson page has exercises: nothing to check"
     missing = [

@@ -36,20 +36,20 @@ def test_math_is_rendered(crawl):
     reports = crawl.reports
     assert sum(r["math"] for r in reports.values()) > 0, "no math found on any page"
     bad = {
-        path or "/": {"unrendered": r["unrendered"], "raw": r["raw"][:5]}
+        path or "/": {"unrendered": r["unrendered"], "raw": r["raw"][:5], "katex errors": r["errors"][:5]}
         for path, r in reports.items()
-        if r["unrendered"] or r["raw"]
+        if r["unrendered"] or r["raw"] or r["errors"]
     }
-    assert not bad, "math left as raw TeX:\n" + json.dumps(bad, indent=1)
+    assert not bad, "math left as raw TeX or rendered as a KaTeX error:\n" + json.dumps(bad, indent=1)
 
 
 def test_math_renderer_loads_only_on_pages_with_math(crawl):
-    """MathJax (266 KB gzipped) is requested by the pages with formulas and the notebook ($ math), no other."""
+    """KaTeX is requested by the pages with formulas and the notebook ($ math), no other."""
     reports = crawl.reports
-    loaded = {path for path, r in reports.items() if r["mathjax"]}
+    loaded = {path for path, r in reports.items() if r["math_renderer"]}
     with_math = {path for path, r in reports.items() if r["math"]} | {"lesson/"}
     assert loaded == with_math, (
-        f"MathJax requested without math: {sorted(loaded - with_math)}; missing: {sorted(with_math - loaded)}"
+        f"KaTeX requested without math: {sorted(loaded - with_math)}; missing: {sorted(with_math - loaded)}"
     )
     assert {"", "distributed/", "reference/"} <= set(reports) - loaded  # home, several GPUs, the reference
 
@@ -60,17 +60,14 @@ def test_math_renders_after_instant_navigation(clean_page, site_url):
 
     page = clean_page
     requested: list[str] = []
-    page.on("request", lambda request: "tex-mml-chtml" in request.url and requested.append(request.url))
+    page.on("request", lambda request: request.url.endswith("/katex.min.js") and requested.append(request.url))
     page.goto(site_url, wait_until="load")
     assert not requested, "the home page has no math"
     for path, math in (("convolution/", ".arithmatex"), ("lesson/", ".jupyter-wrapper .jp-MarkdownOutput")):
         page.locator(f'a.md-nav__link[href$="{path}"]').first.evaluate("a => a.click()")  # the nav may be folded
         page.wait_for_function("url => location.href === url", arg=site_url + path)  # no load event: instant
         page.locator(math).first.wait_for(state="attached")
-        if math == ".arithmatex":
-            page.wait_for_function(script("math_typeset"), timeout=30000)
-        else:
-            page.locator(".jupyter-wrapper mjx-container").first.wait_for(state="attached", timeout=30000)
+        page.wait_for_function(script("math_typeset"), timeout=30000)
     assert len(requested) == 1, requested  # loaded once, by the first page with math
 
 

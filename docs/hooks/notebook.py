@@ -248,7 +248,7 @@ def on_files(files, config):
 
 
 NBCONVERT_CDN_SCRIPTS = re.compile(
-    r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->"  # the site loads its own MathJax
+    r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->"  # the site renders math itself (KaTeX)
     r'|<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?mermaid.*?</script>',
     re.DOTALL,
 )

@@ -10,7 +10,7 @@ needs no network at all.
 
 It also turns off instant navigation in that build: from file:// Material
 skips it, and its `document$` then completes without ever emitting, so
-scripts that wait on it (the explorer, MathJax's re-typesetting) would
+scripts that wait on it (the explorer, math.js's rendering of each page) would
 never start. Without it, `document$` emits once per page load.
 """
 

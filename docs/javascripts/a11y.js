@@ -16,7 +16,7 @@
   // Boxes of the page's content that may scroll: code, tables and their
   // wrappers, display math, the notebook's cells. Only boxes whose content
   // overflows are styled-checked (getComputedStyle), so the walk stays cheap.
-  const SCROLLERS = ".md-content :is(pre, code, div, table, mjx-container)";
+  const SCROLLERS = ".md-content :is(pre, code, div, table)";
   const ADDED = "data-a11y-tabindex";   // marks a tabindex this script added
 
   function scrolls(node) {
@@ -58,7 +58,7 @@
   }
 
   // Re-check on any change of the page (instant navigation, Material's own
-  // widgets, MathJax typesetting) and of the window's width.
+  // widgets, KaTeX rendering) and of the window's width.
   new MutationObserver(refresh).observe(document.body, { childList: true, subtree: true });
   window.addEventListener("resize", refresh);
   window.addEventListener("beforeprint", markScrollers);

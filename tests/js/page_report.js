@@ -12,16 +12,21 @@ async () => {
   const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
   while (walker.nextNode()) {
     const node = walker.currentNode;
-    if (node.parentElement.closest("pre, code, script, style, textarea, mjx-container, .katex")) continue;
-    if (/\$\$|\\\[|\\\(|\\begin\{/.test(node.nodeValue)) raw.push(node.nodeValue.trim().slice(0, 80));
+    if (node.parentElement.closest("pre, code, script, style, textarea, .katex")) continue;
+    // The notebook's markdown cells keep Jupyter's $ delimiters: a $ left there is unrendered math.
+    const tex = node.parentElement.closest(".jupyter-wrapper .jp-MarkdownOutput") ? /\$|\\\[|\\\(/ : /\$\$|\\\[|\\\(|\\begin\{/;
+    if (tex.test(node.nodeValue)) raw.push(node.nodeValue.trim().slice(0, 80));
   }
   const math = [...document.querySelectorAll(".arithmatex")];
+  // KaTeX renders a formula it cannot parse as red source text (throwOnError: false): each one fails the tests.
+  const errors = [...document.querySelectorAll(".katex-error")].map((e) => (e.title || e.textContent).slice(0, 120));
   return {
     images,
     raw,
     math: math.length,
-    unrendered: math.filter((m) => !m.querySelector("mjx-container, .katex")).length,
-    mathjax: [...document.scripts].some((s) => /\/tex-mml-chtml\.js$/.test(s.src)),  // the renderer requested
+    unrendered: math.filter((m) => !m.querySelector(".katex")).length,
+    errors,
+    math_renderer: [...document.scripts].some((s) => /\/katex\.min\.js$/.test(s.src)),  // the renderer requested
     notebooks: [...document.querySelectorAll("a[href]")].map((a) => a.href)
       .filter((h) => /\.ipynb$/i.test(new URL(h).pathname)),
   };
