@@ -18,8 +18,10 @@ async () => {
     if (tex.test(node.nodeValue)) raw.push(node.nodeValue.trim().slice(0, 80));
   }
   const math = [...document.querySelectorAll(".arithmatex")];
-  // KaTeX renders a formula it cannot parse as red source text (throwOnError: false): each one fails the tests.
-  const errors = [...document.querySelectorAll(".katex-error")].map((e) => (e.title || e.textContent).slice(0, 120));
+  // KaTeX (throwOnError: false) shows a formula it cannot parse as its source in red (.katex-error), and an
+  // unknown command inside a formula in the same red (#cc0000, its errorColor): each one fails the tests.
+  const errors = [...document.querySelectorAll('.katex-error, .katex-mathml mstyle[mathcolor="#cc0000"]')]
+    .map((e) => (e.title || e.textContent).slice(0, 120));
   return {
     images,
     raw,
