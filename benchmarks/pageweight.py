@@ -111,7 +111,7 @@ def weigh(site: Path, page_path: str, asked: list[str]) -> dict:
         if suffix not in IMAGES:
             row["html" if suffix == ".html" else KINDS.get(suffix, "data")] += gzipped(file)
     row["total"] = sum(row[column] for column in COLUMNS)
-    row["math"] = any(rel.split("/")[-1] == "tex-mml-chtml.js" for rel in asked)
+    row["math"] = any(rel.split("/")[-1] == "katex.min.js" for rel in asked)
     if page_path in WHOLE_LESSON:
         kind = "whole_lesson"
     else:
@@ -134,12 +134,12 @@ def _tiny_site(folder: Path) -> Path:
     """Quick mode's site: a page without math and one that inserts a script, as mathjax-config.js does."""
     (folder / "math").mkdir(parents=True)
     (folder / "style.css").write_text("body { color: #222; }\n" * 50)
-    (folder / "tex-mml-chtml.js").write_text("window.typeset = true;\n" * 200)
+    (folder / "katex.min.js").write_text("window.typeset = true;\n" * 200)
     (folder / "index.html").write_text('<!doctype html><title>home</title><link rel="stylesheet" href="style.css">')
     (folder / "index.json").write_text('{"docs": []}\n' * 40)
     (folder / "math" / "index.html").write_text(
         '<!doctype html><title>math</title><link rel="stylesheet" href="../style.css">'
-        "<script>const s = document.createElement('script'); s.src = '../tex-mml-chtml.js';"
+        "<script>const s = document.createElement('script'); s.src = '../katex.min.js';"
         " document.head.append(s);"
         # Fetched from a worker, as Material's search fetches its index: it counts too.
         " new Worker(URL.createObjectURL(new Blob(['fetch(\"' + new URL('../index.json', location) + '\")'])));"

@@ -123,7 +123,7 @@ def test_pageweight_weighs_what_each_page_loads(quick_results, tmp_path):
     rows = {row["page"]: row for row in part["pages"]}
     assert set(rows) == {"/", "math/"}
     home, math_page = rows["/"], rows["math/"]
-    css, script = pageweight.gzipped(site / "style.css"), pageweight.gzipped(site / "tex-mml-chtml.js")
+    css, script = pageweight.gzipped(site / "style.css"), pageweight.gzipped(site / "katex.min.js")
     assert home["html"] == pageweight.gzipped(site / "index.html") and home["stylesheets"] == css
     assert home["scripts"] == 0 and not home["math"] and home["kind"] == "without math" and home["target_kb"] == 150
     assert math_page["scripts"] == script and math_page["math"] and math_page["kind"] == "with math"
@@ -132,7 +132,7 @@ def test_pageweight_weighs_what_each_page_loads(quick_results, tmp_path):
         assert row["total"] == sum(row[column] for column in pageweight.COLUMNS)
     # Each file once; what the site cannot answer, and images, are not weighed.
     again = pageweight.weigh(
-        site, "math/", ["math/", "style.css", "tex-mml-chtml.js", "index.json", "style.css", "gone.js"]
+        site, "math/", ["math/", "style.css", "katex.min.js", "index.json", "style.css", "gone.js"]
     )
     assert again["total"] == math_page["total"]
     assert pageweight.weigh(site, "feature-maps/", [])["kind"] == "feature maps, with its weights"

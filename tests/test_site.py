@@ -54,6 +54,19 @@ def test_math_renderer_loads_only_on_pages_with_math(crawl):
     assert {"", "distributed/", "reference/"} <= set(reports) - loaded  # home, several GPUs, the reference
 
 
+def test_widget_scripts_load_only_on_pages_that_show_the_widget(crawl):
+    """The explorer's, the live network's and the answer boxes' scripts are requested where their widget is, only."""
+    script_of = {".cnn-explorer": "explorer.js", ".livenet": "livenet-ui.js", "form.cnn-answer": "exercises.js"}
+    wrong = {
+        path: (r["widgets"], r["widget_scripts"])
+        for path, r in crawl.reports.items()
+        if sorted(script_of[w] for w in r["widgets"]) != sorted(r["widget_scripts"])
+    }
+    assert not wrong, f"widget scripts requested without the widget, or missing: {wrong}"
+    assert any(r["widgets"] for r in crawl.reports.values())
+    assert not crawl.reports[""]["widget_scripts"]  # the home page has none
+
+
 def test_math_renders_after_instant_navigation(clean_page, site_url):
     """From a page without math, Material's instant navigation to pages with math still typesets them."""
     from explorer_page import script

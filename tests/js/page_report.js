@@ -29,6 +29,10 @@ async () => {
     unrendered: math.filter((m) => !m.querySelector(".katex")).length,
     errors,
     math_renderer: [...document.scripts].some((s) => /\/katex\.min\.js$/.test(s.src)),  // the renderer requested
+    // Each widget on the page, and each widget whose script the page requested.
+    widgets: [".cnn-explorer", ".livenet", "form.cnn-answer"].filter((sel) => document.querySelector(sel)),
+    widget_scripts: [...document.scripts].map((s) => s.src.split("/").pop())
+      .filter((name) => ["explorer.js", "livenet-ui.js", "exercises.js"].includes(name)),
     notebooks: [...document.querySelectorAll("a[href]")].map((a) => a.href)
       .filter((h) => /\.ipynb$/i.test(new URL(h).pathname)),
   };
