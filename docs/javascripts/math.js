@@ -28,19 +28,7 @@
   }
 
   function load(name) {
-    return new Promise((resolve, reject) => {
-      const url = KATEX + name;
-      const node = document.createElement(name.endsWith(".css") ? "link" : "script");
-      if (node instanceof HTMLLinkElement) {
-        node.rel = "stylesheet";
-        node.href = url;
-      } else {
-        node.src = url;
-      }
-      node.onload = resolve;
-      node.onerror = () => reject(new Error(`math: ${url} did not load`));
-      document.head.append(node);
-    });
+    return window.cnnLoadOnce(KATEX + name);
   }
 
   // Once per visit: instant navigation keeps the scripts, so later pages reuse them.

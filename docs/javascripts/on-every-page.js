@@ -11,6 +11,28 @@ window.cnnOnEveryPage = function (init) {
   }
 };
 
+// A stylesheet (.css) or script, added to the page once per visit; resolves when it has loaded.
+window.cnnLoadOnce = (function () {
+  const loaded = new Map();
+  return function (url) {
+    if (!loaded.has(url)) {
+      loaded.set(url, new Promise((resolve, reject) => {
+        const node = document.createElement(url.endsWith(".css") ? "link" : "script");
+        if (node instanceof HTMLLinkElement) {
+          node.rel = "stylesheet";
+          node.href = url;
+        } else {
+          node.src = url;
+        }
+        node.onload = resolve;
+        node.onerror = () => reject(new Error(`${url} did not load`));
+        document.head.append(node);
+      }));
+    }
+    return loaded.get(url);
+  };
+})();
+
 // Each widget's stylesheet and scripts load only on the pages that show it, so
 // that a page without one does not download them: in order, once per visit.
 (function () {
@@ -23,25 +45,9 @@ window.cnnOnEveryPage = function (init) {
     [".livenet", ["../stylesheets/livenet.css", "livenet.js", "livenet-digits.js", "livenet-ui.js"]],
     ["form.cnn-answer", ["exercises.js"]],
   ];
-  const loaded = new Map();
 
   function load(name) {
-    if (!loaded.has(name)) {
-      loaded.set(name, new Promise((resolve, reject) => {
-        const url = new URL(name, here).href;
-        const node = document.createElement(name.endsWith(".css") ? "link" : "script");
-        if (node instanceof HTMLLinkElement) {
-          node.rel = "stylesheet";
-          node.href = url;
-        } else {
-          node.src = url;
-        }
-        node.onload = resolve;
-        node.onerror = () => reject(new Error(`${url} did not load`));
-        document.head.append(node);
-      }));
-    }
-    return loaded.get(name);
+    return window.cnnLoadOnce(new URL(name, here).href);
   }
 
   window.cnnOnEveryPage(() => {
