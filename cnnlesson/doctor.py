@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import re
-import tempfile
 from importlib import import_module, resources
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +23,7 @@ from torchvision import datasets
 
 import cnnlesson.device
 from cnnlesson import _formats
+from cnnlesson.files import check_can_create
 
 __all__ = ["Check", "PACKAGES", "ran_with", "installed_versions", "describe_device", "diagnose", "report"]
 
@@ -235,10 +235,7 @@ def check_writable(root: Path) -> Check:
     while not probe_in.exists():  # the nearest folder that exists: downloading creates the rest
         probe_in = probe_in.parent
     try:
-        # A fresh, unique name: never a fixed one that might exist already.
-        fd, name = tempfile.mkstemp(prefix=".cnnlesson-doctor-", dir=probe_in)
-        os.close(fd)
-        os.unlink(name)
+        check_can_create(probe_in)  # the probe train and visualize use: a fresh name, never one that exists
     except OSError as err:
         return Check(
             FIX,

@@ -147,10 +147,10 @@ def test_a_file_in_place_of_the_folder_is_a_fix(capsys, recorded, tmp_path):
 def test_an_unwritable_folder_is_a_fix(monkeypatch, data_root):
     """The probe's failure, mocked (this suite may run as root, whom chmod does not stop)."""
 
-    def refuse(**kwargs):
+    def refuse(folder):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(doctor.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(doctor, "check_can_create", refuse)
     check = doctor.check_writable(data_root)
     assert check == doctor.Check(
         "fix",
